@@ -1,0 +1,354 @@
+package casstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sync"
+)
+
+// Blob reads one blob: either a complete, verified file, or a fill in
+// progress whose bytes are read as they land. Read and Seek share a position
+// and are not safe for concurrent use (like *os.File); ReadAt and Section
+// may be used concurrently. Close releases the blob.
+//
+// While a fill is in progress the last byte is held back until the whole
+// blob is verified, so a reader never sees a clean end of an unverified
+// blob: on a digest mismatch every read fails instead.
+type Blob struct {
+	d    Digest
+	size int64
+
+	file *os.File // complete blob
+
+	f    *fill // fill in progress
+	ctx  context.Context
+	src  Source
+	held bool // holds a reference on f's file
+
+	pos int64
+	cur *section
+
+	closeOnce sync.Once
+}
+
+// newBlob returns a reader attached to a fill whose size is known (or that
+// failed).
+func (f *fill) newBlob(ctx context.Context, src Source) (*Blob, error) {
+	f.mu.Lock()
+	ph, err, size := f.phase, f.err, f.size
+	f.mu.Unlock()
+	if ph == phaseFailed {
+		return nil, err
+	}
+	b := &Blob{d: f.d, size: size, f: f, ctx: ctx, src: src}
+	b.held = f.acquire()
+	return b, nil
+}
+
+// Digest returns the blob's digest.
+func (b *Blob) Digest() Digest { return b.d }
+
+// Size returns the blob's size, or -1 when the source did not announce it
+// and the fill is still running.
+func (b *Blob) Size() int64 { return b.size }
+
+// File returns the verified file of a complete blob (for zero-copy serving),
+// or nil while the blob is being filled. The file belongs to the Blob; use
+// it instead of the Blob, not alongside it, and do not close it.
+func (b *Blob) File() *os.File { return b.file }
+
+// Read reads from the current position.
+func (b *Blob) Read(p []byte) (int, error) {
+	if b.file != nil {
+		return b.file.Read(p)
+	}
+	if b.cur == nil {
+		b.cur = b.newSection(b.pos, -1)
+	}
+	n, err := b.cur.Read(p)
+	b.pos += int64(n)
+	return n, err
+}
+
+// Seek sets the position for Read.
+func (b *Blob) Seek(offset int64, whence int) (int64, error) {
+	if b.file != nil {
+		return b.file.Seek(offset, whence)
+	}
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = b.pos + offset
+	case io.SeekEnd:
+		if b.size < 0 {
+			return 0, errors.New("casstore: seek from end of a blob of unknown size")
+		}
+		abs = b.size + offset
+	default:
+		return 0, errors.New("casstore: invalid whence")
+	}
+	if abs < 0 {
+		return 0, errors.New("casstore: negative position")
+	}
+	if abs != b.pos && b.cur != nil {
+		b.cur.Close()
+		b.cur = nil
+	}
+	b.pos = abs
+	return abs, nil
+}
+
+// ReadAt reads len(p) bytes at off, waiting for them while a fill runs.
+func (b *Blob) ReadAt(p []byte, off int64) (int, error) {
+	if b.file != nil {
+		return b.file.ReadAt(p, off)
+	}
+	s := b.newSection(off, int64(len(p)))
+	defer s.Close()
+	n, err := io.ReadFull(s, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// Section returns a reader of n bytes at off (n < 0: to the end). While the
+// blob is being filled, a section that starts far ahead of the fill, or any
+// section after a disk write failure, reads its bytes with its own source
+// range request instead of waiting. Close the section when done.
+func (b *Blob) Section(off, n int64) io.ReadCloser {
+	if b.file != nil {
+		if n < 0 {
+			n = b.size - off
+		}
+		return io.NopCloser(io.NewSectionReader(b.file, off, n))
+	}
+	return b.newSection(off, n)
+}
+
+// Close releases the blob.
+func (b *Blob) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		if b.cur != nil {
+			b.cur.Close()
+		}
+		if b.file != nil {
+			err = b.file.Close()
+		}
+		if b.held {
+			b.f.release()
+		}
+	})
+	return err
+}
+
+func (b *Blob) newSection(off, n int64) *section {
+	end := int64(-1)
+	if n >= 0 {
+		end = off + n
+	}
+	if b.size >= 0 && (end < 0 || end > b.size) {
+		end = b.size
+	}
+	return &section{b: b, off: off, end: end, full: off == 0 && (n < 0 || end == b.size) && b.size >= 0}
+}
+
+// section reads [off, end) of a blob being filled (end < 0: to the end).
+type section struct {
+	b        *Blob
+	off, end int64
+	full     bool // covers the whole blob, so direct bytes can be verified
+
+	direct   io.ReadCloser // own source stream, once switched
+	h        hash.Hash     // digest of what a full direct section served
+	failures int
+}
+
+// availability is what a reader may do at an offset of a running fill.
+type availability struct {
+	n       int64 // bytes readable now
+	ph      phase
+	err     error         // the fill's error, if it failed
+	far     bool          // the offset is far ahead of the fill
+	changed chan struct{} // closed on the next change
+}
+
+// avail reports how many bytes are readable at off now, and why not if none.
+func (f *fill) avail(off int64, farAhead int64) availability {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := availability{ph: f.phase, err: f.err, changed: f.changed}
+	if a.ph != phaseFilling && a.ph != phaseCommitted || f.size >= 0 && off >= f.size {
+		return a
+	}
+	c := int(off / f.chunk)
+	if c >= len(f.prog) {
+		return a
+	}
+	cstart := int64(c) * f.chunk
+	front := cstart + f.prog[c]
+	if off < front {
+		a.n = front - off
+		if a.ph != phaseCommitted {
+			// Hold back the last byte until the blob is verified.
+			last := f.size - 1
+			if f.size < 0 {
+				last = front - 1
+			}
+			a.n = max(min(a.n, last-off), 0)
+		}
+	}
+	if a.n == 0 && farAhead >= 0 {
+		switch {
+		case c < f.next:
+			a.far = off-front > farAhead
+		case c == f.next:
+			a.far = off-cstart > farAhead
+		default:
+			a.far = true
+		}
+	}
+	return a
+}
+
+func (s *section) Read(p []byte) (int, error) {
+	if s.end >= 0 && s.off >= s.end {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if s.end >= 0 && int64(len(p)) > s.end-s.off {
+		p = p[:s.end-s.off]
+	}
+	if s.direct != nil {
+		return s.readDirect(p)
+	}
+	f := s.b.f
+	for {
+		a := f.avail(s.off, f.s.opt.FarAhead)
+		if a.n > 0 && s.b.held {
+			p = p[:min(int64(len(p)), a.n)]
+			rn, err := f.file.ReadAt(p, s.off)
+			s.off += int64(rn)
+			if rn > 0 {
+				return rn, nil
+			}
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			// The disk failed under us: take the rest from the source.
+			f.s.log.Sugar().Warnf("casstore: read %s at %d failed (%v); switching to the source", s.b.d, s.off, err)
+			return s.startDirect(p)
+		}
+		switch {
+		case a.ph == phaseCommitted && f.sizeKnownAt(s.off):
+			return 0, io.EOF
+		case a.ph == phaseFailed:
+			return 0, a.err
+		case a.ph == phaseWriteFailed, a.far, !s.b.held && a.ph != phaseStarting:
+			return s.startDirect(p)
+		}
+		select {
+		case <-a.changed:
+		case <-s.b.ctx.Done():
+			return 0, s.b.ctx.Err()
+		}
+	}
+}
+
+// sizeKnownAt reports whether off is at or past the end of the blob.
+func (f *fill) sizeKnownAt(off int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.size >= 0 && off >= f.size
+}
+
+// startDirect switches the section to its own source stream at s.off.
+func (s *section) startDirect(p []byte) (int, error) {
+	if s.full && s.h == nil {
+		// Everything served so far came from the file: hash it so the
+		// whole blob is still verified before its last byte is released.
+		s.h = s.b.d.NewHash()
+		if s.off > 0 {
+			if !s.b.held {
+				return 0, fmt.Errorf("%w: cannot verify %s", ErrWrite, s.b.d)
+			}
+			if _, err := io.Copy(s.h, io.NewSectionReader(s.b.f.file, 0, s.off)); err != nil {
+				return 0, fmt.Errorf("%w: read back %s: %w", ErrWrite, s.b.d, err)
+			}
+		}
+	}
+	if err := s.openDirect(); err != nil {
+		return 0, err
+	}
+	return s.readDirect(p)
+}
+
+func (s *section) openDirect() error {
+	length := int64(-1)
+	if s.end >= 0 {
+		length = s.end - s.off
+	}
+	s.b.f.s.c.directReads.Add(1)
+	st, err := s.b.src.Fetch(s.b.ctx, s.off, length)
+	if err != nil {
+		return fmt.Errorf("%w: direct read of %s at %d: %w", ErrUpstream, s.b.d, s.off, err)
+	}
+	s.direct = st.Body
+	return nil
+}
+
+func (s *section) readDirect(p []byte) (int, error) {
+	for {
+		n, err := s.direct.Read(p)
+		if n > 0 {
+			s.failures = 0
+			if s.h != nil {
+				s.h.Write(p[:n])
+				if s.off+int64(n) == s.end && !s.b.d.matches(s.h.Sum(nil)) {
+					s.b.f.s.c.verifyErrors.Add(1)
+					return 0, fmt.Errorf("%w: %s (read from the source)", ErrDigestMismatch, s.b.d)
+				}
+			}
+			s.off += int64(n)
+			return n, nil
+		}
+		if errors.Is(err, io.EOF) && (s.end < 0 || s.off >= s.end) {
+			return 0, io.EOF
+		}
+		if err == nil {
+			continue
+		}
+		// Broken direct stream: resume it, bounded like a fill.
+		s.direct.Close()
+		s.direct = nil
+		s.failures++
+		if s.failures > s.b.f.s.opt.Retries || s.b.ctx.Err() != nil {
+			return 0, fmt.Errorf("%w: direct read of %s: %w", ErrUpstream, s.b.d, err)
+		}
+		if err := s.b.f.backoff(s.b.ctx, s.failures); err != nil {
+			return 0, err
+		}
+		if err := s.openDirect(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Close releases the section's source stream, if any.
+func (s *section) Close() error {
+	if s.direct != nil {
+		err := s.direct.Close()
+		s.direct = nil
+		return err
+	}
+	return nil
+}

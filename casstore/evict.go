@@ -1,0 +1,261 @@
+package casstore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// maxPending bounds the access times kept in memory before an early flush.
+const maxPending = 100_000
+
+// maintain runs the batched access-time flush, the TTL sweep and eviction,
+// one at a time, until the store closes.
+func (s *Store) maintain() {
+	defer s.wg.Done()
+	flush := time.NewTicker(s.opt.AccessFlushInterval)
+	defer flush.Stop()
+	var sweep <-chan time.Time
+	if s.opt.TTL > 0 {
+		t := time.NewTicker(s.opt.SweepInterval)
+		defer t.Stop()
+		sweep = t.C
+	}
+	for {
+		var err error
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-flush.C:
+			err = s.flushAccess()
+		case <-s.flushCh:
+			err = s.flushAccess()
+		case <-sweep:
+			err = s.sweepTTL()
+		case <-s.evictCh:
+			err = s.evict()
+		}
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Error("store maintenance failed", zap.Error(err))
+		}
+	}
+}
+
+func (s *Store) signalEvict() {
+	if s.opt.MaxBytes <= 0 {
+		return
+	}
+	select {
+	case s.evictCh <- struct{}{}:
+	default:
+	}
+}
+
+// touch records a read of d; it reaches the index with the next flush.
+func (s *Store) touch(d Digest) {
+	now := s.opt.Now()
+	s.accessMu.Lock()
+	s.pending[d] = now
+	n := len(s.pending)
+	s.accessMu.Unlock()
+	if n >= maxPending {
+		select {
+		case s.flushCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Store) pendingAccess(d Digest) (time.Time, bool) {
+	s.accessMu.Lock()
+	defer s.accessMu.Unlock()
+	t, ok := s.pending[d]
+	return t, ok
+}
+
+// flushAccess writes the batched access times, moving each blob's LRU key.
+func (s *Store) flushAccess() error {
+	s.accessMu.Lock()
+	batch := s.pending
+	s.pending = make(map[Digest]time.Time, len(batch))
+	s.accessMu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	ds := make([]Digest, 0, len(batch))
+	for d := range batch {
+		ds = append(ds, d)
+	}
+	const perTxn = 1000
+	for i := 0; i < len(ds); i += perTxn {
+		part := ds[i:min(i+perTxn, len(ds))]
+		err := update(s.db, func(txn *badger.Txn) error {
+			for _, d := range part {
+				rec, err := getRecord(txn, d)
+				if errors.Is(err, ErrNotFound) {
+					continue // evicted meanwhile
+				}
+				if err != nil {
+					return err
+				}
+				if !batch[d].After(rec.Access) {
+					continue
+				}
+				if err := txn.Delete(accessKey(rec.Access, d)); err != nil {
+					return err
+				}
+				rec.Access = batch[d]
+				if err := txn.Set(blobKey(d), rec.marshal()); err != nil {
+					return err
+				}
+				if err := txn.Set(accessKey(rec.Access, d), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("casstore: flush access times: %w", err)
+		}
+	}
+	return nil
+}
+
+// evict removes least recently used blobs until the store (with fills in
+// flight) is below the low watermark, if it is above the high one.
+func (s *Store) evict() error {
+	if s.opt.MaxBytes <= 0 {
+		return nil
+	}
+	high := int64(float64(s.opt.MaxBytes) * s.opt.HighWatermark)
+	low := int64(float64(s.opt.MaxBytes) * s.opt.LowWatermark)
+	if s.bytes.Load()+s.reserved.Load() <= high {
+		return nil
+	}
+	if err := s.flushAccess(); err != nil {
+		return err
+	}
+	start := time.Now()
+	var blobs, freed int64
+	for s.bytes.Load()+s.reserved.Load() > low && s.ctx.Err() == nil {
+		need := s.bytes.Load() + s.reserved.Load() - low
+		ds, err := s.oldest(need, time.Time{})
+		if err != nil {
+			return err
+		}
+		if len(ds) == 0 {
+			break
+		}
+		n, b, err := s.removeBlobs(ds, &s.c.evictions)
+		blobs, freed = blobs+n, freed+b
+		if err != nil {
+			return err
+		}
+	}
+	s.log.Info("evicted least recently used blobs", zap.Int64("blobs", blobs), zap.Int64("bytes", freed),
+		zap.Int64("store_bytes", s.bytes.Load()), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// sweepTTL removes blobs not read for longer than the TTL.
+func (s *Store) sweepTTL() error {
+	if err := s.flushAccess(); err != nil {
+		return err
+	}
+	cutoff := s.opt.Now().Add(-s.opt.TTL)
+	var total int64
+	for s.ctx.Err() == nil {
+		ds, err := s.oldest(-1, cutoff)
+		if err != nil || len(ds) == 0 {
+			if total > 0 {
+				s.log.Info("expired idle blobs", zap.Int64("blobs", total), zap.Duration("ttl", s.opt.TTL))
+			}
+			return err
+		}
+		n, _, err := s.removeBlobs(ds, &s.c.expirations)
+		total += n
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// oldest lists up to one batch of least recently used blobs: enough to free
+// need bytes (need < 0: no byte limit), all last read before cutoff when
+// cutoff is set.
+func (s *Store) oldest(need int64, cutoff time.Time) ([]Digest, error) {
+	const batch = 1000
+	var ds []Digest
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAccess)})
+		defer it.Close()
+		var sum int64
+		for it.Rewind(); it.Valid() && len(ds) < batch; it.Next() {
+			t, d, err := parseAccessKey(it.Item().Key())
+			if err != nil {
+				continue // reconciled on the next unclean start
+			}
+			if !cutoff.IsZero() && !t.Before(cutoff) {
+				break
+			}
+			if need >= 0 && sum >= need {
+				break
+			}
+			if need >= 0 {
+				rec, err := getRecord(txn, d)
+				if err != nil {
+					continue
+				}
+				sum += rec.Size
+			}
+			ds = append(ds, d)
+		}
+		return nil
+	})
+	return ds, err
+}
+
+// removeBlobs deletes blobs from the index, then their files. Open readers
+// keep their file handles. It returns how many blobs and bytes it removed,
+// and counts them in counter (eviction or expiry; nil for a plain delete).
+func (s *Store) removeBlobs(ds []Digest, counter *atomic.Int64) (n, bytes int64, err error) {
+	var removed []Digest
+	err = update(s.db, func(txn *badger.Txn) error {
+		removed, n, bytes = removed[:0], 0, 0
+		for _, d := range ds {
+			rec, err := deleteRecord(txn, d)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			removed = append(removed, d)
+			n++
+			bytes += rec.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("casstore: remove from index: %w", err)
+	}
+	if counter != nil {
+		counter.Add(n)
+		s.c.evictedBytes.Add(bytes)
+	}
+	s.blobs.Add(-n)
+	s.bytes.Add(-bytes)
+	var errs []error
+	for _, d := range removed {
+		if err := os.Remove(s.blobPath(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return n, bytes, errors.Join(errs...)
+}

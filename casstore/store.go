@@ -1,0 +1,437 @@
+package casstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// Options configure a Store. The zero value is usable: no byte budget, no
+// TTL, and defaults for every timing.
+type Options struct {
+	// MaxBytes is the byte budget of complete blobs. 0 means unlimited.
+	MaxBytes int64
+	// HighWatermark is the fraction of MaxBytes (including fills in flight)
+	// above which eviction starts. 0 means 0.95.
+	HighWatermark float64
+	// LowWatermark is the fraction of MaxBytes eviction brings the store
+	// down to. 0 means 0.85.
+	LowWatermark float64
+	// TTL removes blobs not read for this long (DTR's blobttl). 0 disables.
+	TTL time.Duration
+	// SweepInterval is how often the TTL sweep runs. 0 means TTL/10,
+	// clamped to [1s, 1m].
+	SweepInterval time.Duration
+	// AccessFlushInterval is how often batched access times are written to
+	// the index. 0 means 5s.
+	AccessFlushInterval time.Duration
+	// Retries is how many consecutive source failures without progress a
+	// fill tolerates before it fails. 0 means 5; negative means none.
+	Retries int
+	// RetryBackoff is the first pause between retries, doubled up to 5s.
+	// 0 means 200ms.
+	RetryBackoff time.Duration
+	// StallTimeout aborts a source stream that delivers nothing for this
+	// long (then it is retried). 0 means 60s.
+	StallTimeout time.Duration
+	// FillTimeout bounds a whole fill. 0 means 6h.
+	FillTimeout time.Duration
+	// FarAhead is how far beyond a running fill's write position a read may
+	// start before it is served by its own source range instead of waiting.
+	// 0 means 4 MiB; negative disables direct reads (always wait).
+	FarAhead int64
+	// MaxBlobSize refuses blobs larger than this. 0 means unlimited.
+	MaxBlobSize int64
+	// Logger receives the store's logs. nil means no logs.
+	Logger *zap.Logger
+	// Now is the clock. nil means time.Now.
+	Now func() time.Time
+
+	// createTemp creates a fill's temporary file; tests replace it to inject
+	// write faults. nil means os.CreateTemp in the store's tmp directory.
+	createTemp func(dir string) (fillFile, error)
+}
+
+// fillFile is the part of *os.File a fill uses.
+type fillFile interface {
+	WriteAt(p []byte, off int64) (int, error)
+	ReadAt(p []byte, off int64) (int, error)
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+	Name() string
+}
+
+func (o Options) withDefaults() Options {
+	if o.HighWatermark <= 0 || o.HighWatermark > 1 {
+		o.HighWatermark = 0.95
+	}
+	if o.LowWatermark <= 0 || o.LowWatermark >= o.HighWatermark {
+		o.LowWatermark = o.HighWatermark - 0.10
+		if o.LowWatermark <= 0 {
+			o.LowWatermark = o.HighWatermark / 2
+		}
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = min(max(o.TTL/10, time.Second), time.Minute)
+	}
+	if o.AccessFlushInterval <= 0 {
+		o.AccessFlushInterval = 5 * time.Second
+	}
+	if o.Retries == 0 {
+		o.Retries = 5
+	} else if o.Retries < 0 {
+		o.Retries = 0
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = 200 * time.Millisecond
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = 60 * time.Second
+	}
+	if o.FillTimeout <= 0 {
+		o.FillTimeout = 6 * time.Hour
+	}
+	if o.FarAhead == 0 {
+		o.FarAhead = 4 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.createTemp == nil {
+		o.createTemp = func(dir string) (fillFile, error) {
+			return os.CreateTemp(dir, "fill-*")
+		}
+	}
+	return o
+}
+
+// Info describes a complete blob.
+type Info struct {
+	Digest     Digest
+	Size       int64
+	Created    time.Time
+	LastAccess time.Time
+	MediaType  string
+}
+
+// Stats are the store's counters, for metrics. Counters only grow;
+// Blobs, Bytes and FillsInFlight are current values.
+type Stats struct {
+	Blobs          int64 // complete blobs
+	Bytes          int64 // bytes of complete blobs
+	Hits           int64 // Open or Fill found a complete blob
+	Misses         int64 // Fill started a fill
+	Joins          int64 // Fill joined a running fill
+	FillsInFlight  int64
+	BytesFilled    int64 // bytes written by fills (from sources)
+	SourceRequests int64 // source streams opened by fills (including resumes)
+	Resumes        int64 // source streams reopened after a break
+	DirectReads    int64 // reads served by their own source range
+	Evictions      int64 // blobs removed by the byte budget
+	Expirations    int64 // blobs removed by the TTL
+	EvictedBytes   int64
+	WriteErrors    int64
+	VerifyErrors   int64 // digest or size mismatches
+	SourceErrors   int64 // fills failed because the source failed
+}
+
+// counters are the atomic backing of Stats.
+type counters struct {
+	hits, misses, joins, bytesFilled, sourceRequests, resumes, directReads   atomic.Int64
+	evictions, expirations, evictedBytes, writeErrors, verifyErrors, srcErrs atomic.Int64
+}
+
+// Store is a content-addressed blob store on local disk. All methods are
+// safe for concurrent use.
+type Store struct {
+	root string
+	opt  Options
+	log  *zap.Logger
+	db   *badger.DB
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // fills and the maintenance loop
+
+	// mu guards fills: the running fill of each digest.
+	mu    sync.Mutex
+	fills map[Digest]*fill
+
+	// accessMu guards pending: access times not yet written to the index.
+	accessMu sync.Mutex
+	pending  map[Digest]time.Time
+
+	blobs, bytes, reserved, inflight atomic.Int64
+	c                                counters
+
+	evictCh chan struct{}
+	flushCh chan struct{}
+	closed  atomic.Bool
+}
+
+const cleanMarker = "clean-shutdown"
+
+// Open opens (creating if needed) the store rooted at dir. After an unclean
+// shutdown it reconciles the index with the files before returning.
+func Open(dir string, opt Options) (*Store, error) {
+	opt = opt.withDefaults()
+	for _, d := range []string{dir, filepath.Join(dir, "blobs"), filepath.Join(dir, "tmp")} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("casstore: create %s: %w", d, err)
+		}
+	}
+	_, statErr := os.Stat(filepath.Join(dir, "index"))
+	fresh := errors.Is(statErr, fs.ErrNotExist)
+	bopt := badger.DefaultOptions(filepath.Join(dir, "index")).
+		WithLogger(badgerLogger{opt.Logger.Sugar()}).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(8 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithMetricsEnabled(false)
+	db, err := badger.Open(bopt)
+	if err != nil {
+		return nil, fmt.Errorf("casstore: open index in %s: %w", dir, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{
+		root:    dir,
+		opt:     opt,
+		log:     opt.Logger,
+		db:      db,
+		ctx:     ctx,
+		cancel:  cancel,
+		fills:   make(map[Digest]*fill),
+		pending: make(map[Digest]time.Time),
+		evictCh: make(chan struct{}, 1),
+		flushCh: make(chan struct{}, 1),
+	}
+	if err := s.recover(fresh); err != nil {
+		cancel()
+		db.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.maintain()
+	s.signalEvict()
+	return s, nil
+}
+
+// recover loads the totals after a clean shutdown, or reconciles the index
+// with the files after a crash. Either way the clean marker is removed
+// (durably) before the store is used, so a later crash is noticed.
+func (s *Store) recover(fresh bool) error {
+	marker := filepath.Join(s.root, cleanMarker)
+	_, statErr := os.Stat(marker)
+	clean := statErr == nil || fresh
+	if clean && !fresh {
+		var blobs, bytes int64
+		err := s.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get([]byte(keyTotals))
+			if err != nil {
+				return err
+			}
+			return item.Value(func(v []byte) error {
+				blobs, bytes, err = unmarshalTotals(v)
+				return err
+			})
+		})
+		if err != nil {
+			s.log.Warn("clean-shutdown marker without totals; reconciling", zap.Error(err))
+			clean = false
+		} else {
+			s.blobs.Store(blobs)
+			s.bytes.Store(bytes)
+		}
+	}
+	if err := os.Remove(marker); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("casstore: remove %s: %w", marker, err)
+	}
+	if err := syncDir(s.root); err != nil {
+		return err
+	}
+	// Stray partial files never survive a restart, clean or not.
+	if err := s.removeTemps(); err != nil {
+		return err
+	}
+	if clean {
+		return s.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(keyTotals)) })
+	}
+	return s.reconcile()
+}
+
+// Close stops fills and maintenance, writes pending access times and the
+// totals, and closes the index. Readers already open keep working.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.cancel()
+	s.wg.Wait()
+	var errs []error
+	if err := s.flushAccess(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyTotals), marshalTotals(s.blobs.Load(), s.bytes.Load()))
+	}); err != nil {
+		errs = append(errs, fmt.Errorf("casstore: write totals: %w", err))
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("casstore: close index: %w", err))
+	}
+	if len(errs) == 0 {
+		if err := writeMarker(filepath.Join(s.root, cleanMarker)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func writeMarker(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("casstore: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("casstore: sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("casstore: open dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("casstore: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// blobPath is where a complete blob lives.
+func (s *Store) blobPath(d Digest) string {
+	return filepath.Join(s.root, "blobs", d.alg, d.hex[:2], d.hex)
+}
+
+func (s *Store) tmpDir() string { return filepath.Join(s.root, "tmp") }
+
+// Stat returns the index entry of a complete blob, or ErrNotFound.
+func (s *Store) Stat(d Digest) (Info, error) {
+	if d.IsZero() {
+		return Info{}, &DigestError{Reason: "zero digest"}
+	}
+	var rec record
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		rec, err = getRecord(txn, d)
+		return err
+	})
+	if err != nil {
+		return Info{}, err
+	}
+	if t, ok := s.pendingAccess(d); ok && t.After(rec.Access) {
+		rec.Access = t
+	}
+	return Info{Digest: d, Size: rec.Size, Created: rec.Created, LastAccess: rec.Access, MediaType: rec.MediaType}, nil
+}
+
+// Open opens a complete blob for reading and records the access. It returns
+// ErrNotFound when the blob is not in the store (a running fill does not
+// count; use Fill to join it).
+func (s *Store) Open(d Digest) (*Blob, error) {
+	b, err := s.openComplete(d)
+	if err != nil {
+		return nil, err
+	}
+	s.c.hits.Add(1)
+	return b, nil
+}
+
+func (s *Store) openComplete(d Digest) (*Blob, error) {
+	if d.IsZero() {
+		return nil, &DigestError{Reason: "zero digest"}
+	}
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	// Only verified blobs are ever renamed into blobs/, so the file itself
+	// is the proof of completeness; the index is not consulted.
+	f, err := os.Open(s.blobPath(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("casstore: open %s: %w", d, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("casstore: stat %s: %w", d, err)
+	}
+	s.touch(d)
+	return &Blob{d: d, size: fi.Size(), file: f}, nil
+}
+
+// Delete removes a complete blob. Readers that have it open keep reading.
+func (s *Store) Delete(d Digest) error {
+	if d.IsZero() {
+		return &DigestError{Reason: "zero digest"}
+	}
+	n, _, err := s.removeBlobs([]Digest{d}, nil)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Blobs:          s.blobs.Load(),
+		Bytes:          s.bytes.Load(),
+		Hits:           s.c.hits.Load(),
+		Misses:         s.c.misses.Load(),
+		Joins:          s.c.joins.Load(),
+		FillsInFlight:  s.inflight.Load(),
+		BytesFilled:    s.c.bytesFilled.Load(),
+		SourceRequests: s.c.sourceRequests.Load(),
+		Resumes:        s.c.resumes.Load(),
+		DirectReads:    s.c.directReads.Load(),
+		Evictions:      s.c.evictions.Load(),
+		Expirations:    s.c.expirations.Load(),
+		EvictedBytes:   s.c.evictedBytes.Load(),
+		WriteErrors:    s.c.writeErrors.Load(),
+		VerifyErrors:   s.c.verifyErrors.Load(),
+		SourceErrors:   s.c.srcErrs.Load(),
+	}
+}
+
+// Root returns the store's root directory.
+func (s *Store) Root() string { return s.root }

@@ -1,0 +1,100 @@
+package wan
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCutAfter checks that a cut connection delivers exactly CutAfter bytes
+// and then a reset, that CutOnce lets later connections pass, and that Stats
+// counts it all exactly.
+func TestCutAfter(t *testing.T) {
+	const (
+		size     = 1 << 20
+		cutAfter = 123_457 // not a multiple of any buffer size
+		header   = 8       // the request each client sends upstream
+	)
+	data := randomBytes(t, size)
+	target := startServer(t, func(c *net.TCPConn) {
+		var hdr [header]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		_, _ = c.Write(data[:binary.BigEndian.Uint64(hdr[:])])
+	})
+
+	for _, tc := range []struct {
+		name string
+		once bool
+		// cut says which of three connections are cut; SetConfig runs
+		// before the third.
+		cut [3]bool
+	}{
+		{"every connection", false, [3]bool{true, true, true}},
+		{"once", true, [3]bool{true, false, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{CutAfter: cutAfter, CutOnce: tc.once, Latency: 5 * time.Millisecond}
+			l := startLink(t, target, cfg)
+			var want Stats
+			for i, cut := range tc.cut {
+				if i == 2 {
+					l.SetConfig(cfg)
+				}
+				got, err := fetch(t, l.Addr(), size)
+				want.Conns++
+				want.BytesUp += header
+				if !cut {
+					if err != nil || !bytes.Equal(got, data) {
+						t.Fatalf("connection %d: got %d bytes, %v; want all %d", i, len(got), err, size)
+					}
+					want.BytesDown += size
+					continue
+				}
+				want.BytesDown += cutAfter
+				want.Cuts++
+				if len(got) != cutAfter || !bytes.Equal(got, data[:cutAfter]) {
+					t.Errorf("connection %d: got %d bytes, want the first %d", i, len(got), cutAfter)
+				}
+				if err == nil {
+					t.Errorf("connection %d: clean end of stream after a cut", i)
+				} else if runtime.GOOS == "linux" && !errors.Is(err, syscall.ECONNRESET) {
+					t.Errorf("connection %d: %v, want a connection reset", i, err)
+				}
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := l.Stats(); got != want {
+				t.Errorf("Stats = %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// fetch asks the cut test's server for n bytes through addr and reads until
+// the end of the stream or an error, which it returns (nil for a clean end).
+func fetch(t *testing.T, addr string, n uint64) ([]byte, error) {
+	t.Helper()
+	c, err := dial(t.Context(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	var hdr [8]byte
+	binary.BigEndian.PutUint64(hdr[:], n)
+	if _, err := c.Write(hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, err = io.Copy(&buf, c)
+	return buf.Bytes(), err
+}
