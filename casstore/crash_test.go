@@ -200,13 +200,13 @@ func checkInvariants(t *testing.T, s *Store, p planted) {
 	if _, err := os.Stat(p.misnamed); !os.IsNotExist(err) {
 		t.Errorf("misnamed file survived: %v", err)
 	}
-	if _, err := s.Stat(p.corrupt); err == nil {
+	if _, err := indexedRecord(s, p.corrupt); err == nil {
 		t.Errorf("corrupt file was indexed")
 	}
 	if _, err := os.Stat(s.blobPath(p.corrupt)); !os.IsNotExist(err) {
 		t.Errorf("corrupt file survived: %v", err)
 	}
-	if _, err := s.Stat(p.orphan); err != nil {
+	if _, err := indexedRecord(s, p.orphan); err != nil {
 		t.Errorf("valid orphan file was not adopted: %v", err)
 	}
 	// Every file is verified and indexed with its size; every index entry
@@ -222,9 +222,9 @@ func checkInvariants(t *testing.T, s *Store, p planted) {
 		if !good {
 			t.Errorf("unverified content visible: %s", d)
 		}
-		info, err := s.Stat(d)
-		if err != nil || info.Size != size {
-			t.Errorf("file %s: index %+v, %v; size %d", d, info, err, size)
+		rec, err := indexedRecord(s, d)
+		if err != nil || rec.Size != size {
+			t.Errorf("file %s: index %+v, %v; size %d", d, rec, err, size)
 		}
 		files++
 		bytes += size
@@ -256,4 +256,13 @@ func checkInvariants(t *testing.T, s *Store, p planted) {
 	if files < 2 {
 		t.Errorf("only %d blobs survived", files)
 	}
+}
+
+// indexedRecord reads d's index record.
+func indexedRecord(s *Store, d Digest) (rec record, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		rec, err = getRecord(txn, d)
+		return err
+	})
+	return rec, err
 }

@@ -1,6 +1,7 @@
 package casstore
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -71,13 +72,6 @@ func (s *Store) touch(d Digest) {
 	}
 }
 
-func (s *Store) pendingAccess(d Digest) (time.Time, bool) {
-	s.accessMu.Lock()
-	defer s.accessMu.Unlock()
-	t, ok := s.pending[d]
-	return t, ok
-}
-
 // flushAccess writes the batched access times, moving each blob's LRU key.
 func (s *Store) flushAccess() error {
 	s.accessMu.Lock()
@@ -113,7 +107,7 @@ func (s *Store) flushAccess() error {
 				if err := txn.Set(blobKey(d), rec.marshal()); err != nil {
 					return err
 				}
-				if err := txn.Set(accessKey(rec.Access, d), nil); err != nil {
+				if err := txn.Set(accessKey(rec.Access, d), sizeValue(rec.Size)); err != nil {
 					return err
 				}
 			}
@@ -141,17 +135,14 @@ func (s *Store) evict() error {
 		return err
 	}
 	start := time.Now()
+	need := s.bytes.Load() + s.reserved.Load() - low
+	ds, err := s.oldest(need, time.Time{})
+	if err != nil {
+		return err
+	}
 	var blobs, freed int64
-	for s.bytes.Load()+s.reserved.Load() > low && s.ctx.Err() == nil {
-		need := s.bytes.Load() + s.reserved.Load() - low
-		ds, err := s.oldest(need, time.Time{})
-		if err != nil {
-			return err
-		}
-		if len(ds) == 0 {
-			break
-		}
-		n, b, err := s.removeBlobs(ds, &s.c.evictions)
+	for i := 0; i < len(ds) && s.ctx.Err() == nil; i += removeBatch {
+		n, b, err := s.removeBlobs(ds[i:min(i+removeBatch, len(ds))], &s.c.evictions)
 		blobs, freed = blobs+n, freed+b
 		if err != nil {
 			return err
@@ -162,57 +153,64 @@ func (s *Store) evict() error {
 	return nil
 }
 
+// removeBatch is how many blobs one index transaction removes.
+const removeBatch = 1000
+
 // sweepTTL removes blobs not read for longer than the TTL.
 func (s *Store) sweepTTL() error {
 	if err := s.flushAccess(); err != nil {
 		return err
 	}
 	cutoff := s.opt.Now().Add(-s.opt.TTL)
+	ds, err := s.oldest(-1, cutoff)
+	if err != nil {
+		return err
+	}
 	var total int64
-	for s.ctx.Err() == nil {
-		ds, err := s.oldest(-1, cutoff)
-		if err != nil || len(ds) == 0 {
-			if total > 0 {
-				s.log.Info("expired idle blobs", zap.Int64("blobs", total), zap.Duration("ttl", s.opt.TTL))
-			}
-			return err
-		}
-		n, _, err := s.removeBlobs(ds, &s.c.expirations)
+	for i := 0; i < len(ds) && s.ctx.Err() == nil; i += removeBatch {
+		n, _, err := s.removeBlobs(ds[i:min(i+removeBatch, len(ds))], &s.c.expirations)
 		total += n
 		if err != nil {
 			return err
 		}
 	}
+	if total > 0 {
+		s.log.Info("expired idle blobs", zap.Int64("blobs", total), zap.Duration("ttl", s.opt.TTL))
+	}
 	return nil
 }
 
-// oldest lists up to one batch of least recently used blobs: enough to free
-// need bytes (need < 0: no byte limit), all last read before cutoff when
-// cutoff is set.
+// oldest lists least recently used blobs in one pass over the LRU keys:
+// enough to free need bytes (need < 0: no byte limit), stopping at the
+// first blob read at or after cutoff when cutoff is set.
 func (s *Store) oldest(need int64, cutoff time.Time) ([]Digest, error) {
-	const batch = 1000
 	var ds []Digest
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAccess)})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixAccess), PrefetchValues: true, PrefetchSize: 1000})
 		defer it.Close()
 		var sum int64
-		for it.Rewind(); it.Valid() && len(ds) < batch; it.Next() {
-			t, d, err := parseAccessKey(it.Item().Key())
+		for it.Rewind(); it.Valid(); it.Next() {
+			if need >= 0 && sum >= need {
+				break
+			}
+			item := it.Item()
+			t, d, err := parseAccessKey(item.Key())
 			if err != nil {
 				continue // reconciled on the next unclean start
 			}
 			if !cutoff.IsZero() && !t.Before(cutoff) {
 				break
 			}
-			if need >= 0 && sum >= need {
-				break
-			}
 			if need >= 0 {
-				rec, err := getRecord(txn, d)
+				err := item.Value(func(v []byte) error {
+					if len(v) == 8 {
+						sum += int64(binary.BigEndian.Uint64(v))
+					}
+					return nil
+				})
 				if err != nil {
-					continue
+					return err
 				}
-				sum += rec.Size
 			}
 			ds = append(ds, d)
 		}

@@ -25,8 +25,6 @@ type FillOptions struct {
 	// ChunkSize is the size of each range request of a parallel fill, and
 	// so the smallest blob that is fetched in parallel. 0 means 16 MiB.
 	ChunkSize int64
-	// MediaType is recorded in the index with the blob.
-	MediaType string
 }
 
 // Result says how Fill found the blob.
@@ -65,7 +63,7 @@ const (
 	phaseWriteFailed              // disk write failed; readers use the source
 )
 
-const readBufSize = 256 << 10
+const readBufSize = 128 << 10
 
 // fill is one coalesced download of a digest. Its file is written at the
 // offsets of one or more chunks while any number of readers read what has
@@ -300,12 +298,15 @@ func (f *fill) setup(st Stream) error {
 	return nil
 }
 
-// allocate reserves size bytes for file so a full disk shows at once.
+// allocate sizes the temp file (sparse) after checking that the file
+// system has room for it, so a full disk shows at once instead of part way.
+// (fallocate would reserve the blocks, but on tmpfs it zero-fills every
+// page, which costs more than the check saves.)
 func allocate(file fillFile, size int64) error {
 	if osf, ok := file.(*os.File); ok {
-		err := syscall.Fallocate(int(osf.Fd()), 0, 0, size)
-		if err == nil || !(errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS)) {
-			return err
+		var st syscall.Statfs_t
+		if err := syscall.Fstatfs(int(osf.Fd()), &st); err == nil && int64(st.Bavail)*st.Bsize < size {
+			return fmt.Errorf("%d bytes free: %w", int64(st.Bavail)*st.Bsize, syscall.ENOSPC)
 		}
 	}
 	return file.Truncate(size)
@@ -514,22 +515,22 @@ func (f *fill) setEOF(size int64) {
 }
 
 // hash follows the contiguous prefix and returns the digest of the whole
-// blob once it is written.
+// blob once it is written. It reads the file through small memory-mapped
+// windows when it can (no copy, bounded RSS), else with pread.
 func (f *fill) hash(ctx context.Context) ([]byte, error) {
 	h := f.d.NewHash()
-	buf := make([]byte, 1<<20)
+	var buf []byte
 	var done int64
 	for {
 		f.mu.Lock()
 		contig, size, ch := f.contig, f.size, f.changed
 		f.mu.Unlock()
 		if done < contig {
-			n, err := f.file.ReadAt(buf[:min(int64(len(buf)), contig-done)], done)
-			if n == 0 && err != nil {
+			n, err := f.hashRange(h, done, contig, &buf)
+			if err != nil {
 				return nil, fmt.Errorf("%w: read back for hashing: %w", ErrWrite, err)
 			}
-			h.Write(buf[:n])
-			done += int64(n)
+			done += n
 			continue
 		}
 		if size >= 0 && done >= size {
@@ -541,6 +542,36 @@ func (f *fill) hash(ctx context.Context) ([]byte, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// hashWindow is the most the hasher maps or reads at once.
+const hashWindow = 8 << 20
+
+// hashRange hashes some of the bytes [from, to) of the file and returns how
+// many.
+func (f *fill) hashRange(h io.Writer, from, to int64, buf *[]byte) (int64, error) {
+	if osf, ok := f.file.(*os.File); ok {
+		// Map whole pages: the window starts at a page boundary at or
+		// before from.
+		page := int64(os.Getpagesize())
+		start := from &^ (page - 1)
+		end := min(to, start+hashWindow)
+		m, err := syscall.Mmap(int(osf.Fd()), start, int(end-start), syscall.PROT_READ, syscall.MAP_SHARED)
+		if err == nil {
+			h.Write(m[from-start:])
+			syscall.Munmap(m)
+			return end - from, nil
+		}
+	}
+	if *buf == nil {
+		*buf = make([]byte, 128<<10)
+	}
+	n, err := f.file.ReadAt((*buf)[:min(int64(len(*buf)), to-from)], from)
+	if n == 0 && err != nil {
+		return 0, err
+	}
+	h.Write((*buf)[:n])
+	return int64(n), nil
 }
 
 // commit makes the verified file durable, moves it into place and indexes it.
@@ -566,7 +597,7 @@ func (f *fill) commit() error {
 	var existed bool
 	err := update(f.s.db, func(txn *badger.Txn) error {
 		var err error
-		existed, err = putRecord(txn, f.d, record{Size: size, Created: now, Access: now, MediaType: f.opt.MediaType})
+		existed, err = putRecord(txn, f.d, record{Size: size, Created: now, Access: now})
 		return err
 	})
 	if err != nil {

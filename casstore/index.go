@@ -13,7 +13,7 @@ import (
 // The index lives in Badger with three key spaces:
 //
 //	"b:" + digest            -> record (size, created, last access, media type)
-//	"a:" + atime(8, BE) + digest -> empty; ascending order is LRU order
+//	"a:" + atime(8, BE) + digest -> size (8, BE); ascending order is LRU order
 //	"m:totals"               -> blob count and bytes, written on clean close
 const (
 	prefixBlob   = "b:"
@@ -26,7 +26,6 @@ type record struct {
 	Size      int64
 	Created   time.Time
 	Access    time.Time
-	MediaType string
 }
 
 func blobKey(d Digest) []byte { return []byte(prefixBlob + d.String()) }
@@ -48,13 +47,17 @@ func parseAccessKey(k []byte) (time.Time, Digest, error) {
 	return time.Unix(0, int64(ns)), d, err
 }
 
+// sizeValue is the value of an access key: the blob's size, so eviction
+// can count bytes without reading the record.
+func sizeValue(size int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(size)) }
+
 func (r record) marshal() []byte {
-	b := make([]byte, 0, 1+3*8+len(r.MediaType))
+	b := make([]byte, 0, 1+3*8)
 	b = append(b, 1) // format version
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Size))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Created.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Access.UnixNano()))
-	return append(b, r.MediaType...)
+	return b
 }
 
 func unmarshalRecord(b []byte) (record, error) {
@@ -65,7 +68,6 @@ func unmarshalRecord(b []byte) (record, error) {
 		Size:      int64(binary.BigEndian.Uint64(b[1:])),
 		Created:   time.Unix(0, int64(binary.BigEndian.Uint64(b[9:]))),
 		Access:    time.Unix(0, int64(binary.BigEndian.Uint64(b[17:]))),
-		MediaType: string(b[25:]),
 	}, nil
 }
 
@@ -103,7 +105,7 @@ func putRecord(txn *badger.Txn, d Digest, rec record) (existed bool, err error) 
 	if err := txn.Set(blobKey(d), rec.marshal()); err != nil {
 		return existed, err
 	}
-	return existed, txn.Set(accessKey(rec.Access, d), nil)
+	return existed, txn.Set(accessKey(rec.Access, d), sizeValue(rec.Size))
 }
 
 // deleteRecord removes the record and its access key; it reports the removed

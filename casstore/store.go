@@ -120,11 +120,9 @@ func (o Options) withDefaults() Options {
 
 // Info describes a complete blob.
 type Info struct {
-	Digest     Digest
-	Size       int64
-	Created    time.Time
-	LastAccess time.Time
-	MediaType  string
+	Digest  Digest
+	Size    int64
+	Created time.Time // when it was stored
 }
 
 // Stats are the store's counters, for metrics. Counters only grow;
@@ -339,24 +337,22 @@ func (s *Store) blobPath(d Digest) string {
 
 func (s *Store) tmpDir() string { return filepath.Join(s.root, "tmp") }
 
-// Stat returns the index entry of a complete blob, or ErrNotFound.
+// Stat describes a complete blob, or returns ErrNotFound. Like Open it
+// consults the file, not the index (only verified blobs have files), so the
+// hit path costs a few system calls however large the store is. Stat does
+// not count as an access.
 func (s *Store) Stat(d Digest) (Info, error) {
 	if d.IsZero() {
 		return Info{}, &DigestError{Reason: "zero digest"}
 	}
-	var rec record
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		rec, err = getRecord(txn, d)
-		return err
-	})
+	fi, err := os.Stat(s.blobPath(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Info{}, ErrNotFound
+	}
 	if err != nil {
-		return Info{}, err
+		return Info{}, fmt.Errorf("casstore: stat %s: %w", d, err)
 	}
-	if t, ok := s.pendingAccess(d); ok && t.After(rec.Access) {
-		rec.Access = t
-	}
-	return Info{Digest: d, Size: rec.Size, Created: rec.Created, LastAccess: rec.Access, MediaType: rec.MediaType}, nil
+	return Info{Digest: d, Size: fi.Size(), Created: fi.ModTime()}, nil
 }
 
 // Open opens a complete blob for reading and records the access. It returns
