@@ -23,9 +23,9 @@ const (
 
 // record is the index entry of one complete, verified blob.
 type record struct {
-	Size      int64
-	Created   time.Time
-	Access    time.Time
+	Size    int64
+	Created time.Time
+	Access  time.Time
 }
 
 func blobKey(d Digest) []byte { return []byte(prefixBlob + d.String()) }
@@ -65,9 +65,9 @@ func unmarshalRecord(b []byte) (record, error) {
 		return record{}, fmt.Errorf("casstore: corrupt index record (%d bytes)", len(b))
 	}
 	return record{
-		Size:      int64(binary.BigEndian.Uint64(b[1:])),
-		Created:   time.Unix(0, int64(binary.BigEndian.Uint64(b[9:]))),
-		Access:    time.Unix(0, int64(binary.BigEndian.Uint64(b[17:]))),
+		Size:    int64(binary.BigEndian.Uint64(b[1:])),
+		Created: time.Unix(0, int64(binary.BigEndian.Uint64(b[9:]))),
+		Access:  time.Unix(0, int64(binary.BigEndian.Uint64(b[17:]))),
 	}, nil
 }
 
