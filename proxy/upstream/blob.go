@@ -1,0 +1,115 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/dtrcache/dtrcache/casstore"
+)
+
+// Scope returns the token scope for pulling repo.
+func Scope(repo string) string { return "repository:" + repo + ":pull" }
+
+// BlobSource returns a casstore.Source that fetches d from repo, sending
+// header (e.g. the forwarded user token) with every request.
+func (c *Client) BlobSource(repo string, d casstore.Digest, header http.Header) casstore.Source {
+	return casstore.SourceFunc(func(ctx context.Context, off, length int64) (casstore.Stream, error) {
+		return c.FetchBlob(ctx, repo, d, off, length, header)
+	})
+}
+
+// FetchBlob GETs bytes [off, off+length) of a blob (length < 0: to the
+// end). A 200 to a range request is accepted (the skipped prefix is
+// discarded). Not found, unauthorized and similar answers are permanent
+// errors; 5xx, 429 and connection errors are not.
+func (c *Client) FetchBlob(ctx context.Context, repo string, d casstore.Digest, off, length int64, header http.Header) (casstore.Stream, error) {
+	h := header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	if off > 0 || length >= 0 {
+		end := ""
+		if length >= 0 {
+			end = strconv.FormatInt(off+length-1, 10)
+		}
+		h.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-"+end)
+	}
+	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/v2/" + repo + "/blobs/" + d.String(), Header: h, Scope: Scope(repo)})
+	if err != nil {
+		return casstore.Stream{}, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		size := resp.ContentLength
+		if off > 0 {
+			if _, err := io.CopyN(io.Discard, resp.Body, off); err != nil {
+				resp.Body.Close()
+				return casstore.Stream{}, fmt.Errorf("upstream ignored the range; skipping %d bytes: %w", off, err)
+			}
+		}
+		n := int64(-1)
+		if size >= 0 {
+			n = size - off
+		}
+		return casstore.Stream{Body: resp.Body, Size: size, Len: n}, nil
+	case http.StatusPartialContent:
+		start, end, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if !ok || start != off {
+			resp.Body.Close()
+			return casstore.Stream{}, casstore.Permanent(fmt.Errorf("upstream sent Content-Range %q for offset %d", resp.Header.Get("Content-Range"), off))
+		}
+		return casstore.Stream{Body: resp.Body, Size: total, Len: end - start + 1}, nil
+	}
+	serr := StatusErrorOf(resp)
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout {
+		return casstore.Stream{}, serr
+	}
+	return casstore.Stream{}, casstore.Permanent(serr)
+}
+
+// parseContentRange parses "bytes a-b/total" (total may be "*": -1).
+func parseContentRange(h string) (start, end, total int64, ok bool) {
+	spec, found := strings.CutPrefix(h, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	rng, tot, found := strings.Cut(spec, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	a, b, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	var err error
+	if start, err = strconv.ParseInt(a, 10, 64); err != nil || start < 0 {
+		return 0, 0, 0, false
+	}
+	if end, err = strconv.ParseInt(b, 10, 64); err != nil || end < start {
+		return 0, 0, 0, false
+	}
+	total = -1
+	if tot != "*" {
+		if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total <= end {
+			return 0, 0, 0, false
+		}
+	}
+	return start, end, total, true
+}
+
+// StatBlob HEADs a blob and returns its size.
+func (c *Client) StatBlob(ctx context.Context, repo string, d casstore.Digest, header http.Header) (int64, error) {
+	resp, err := c.Do(ctx, Request{Method: http.MethodHead, Path: "/v2/" + repo + "/blobs/" + d.String(), Header: header, Scope: Scope(repo)})
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, StatusErrorOf(resp)
+	}
+	resp.Body.Close()
+	return resp.ContentLength, nil
+}

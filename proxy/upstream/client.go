@@ -1,0 +1,406 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config configures a Client.
+type Config struct {
+	// URLs are the upstream base URLs ("https://dtr.example.org"), tried
+	// round-robin. At least one is required.
+	URLs []string
+	// Username and Password are the cache's own credentials for the
+	// upstream, used for Basic auth or to obtain bearer tokens. Empty
+	// means anonymous.
+	Username, Password string
+	// TLS verifies upstream certificates. nil means the system roots.
+	TLS *tls.Config
+	// Transport replaces the HTTP transport (nil: one built from TLS).
+	Transport http.RoundTripper
+	// UserAgent is sent with every request.
+	UserAgent string
+	// Observer, if set, is told about every upstream request and the body
+	// bytes read.
+	Observer Observer
+	// Logger receives debug logs. nil means none.
+	Logger *zap.Logger
+}
+
+// Observer receives upstream request events (for metrics).
+type Observer interface {
+	Request(upstream, method string, status int, d time.Duration)
+	Bytes(upstream string, n int64)
+}
+
+// Client talks to one logical upstream registry.
+type Client struct {
+	urls  []*url.URL
+	user  string
+	pass  string
+	hc    *http.Client
+	ua    string
+	obs   Observer
+	log   *zap.Logger
+	next  atomic.Uint64
+	nowFn func() time.Time
+
+	// mu guards tokens and schemes.
+	mu      sync.Mutex
+	tokens  map[tokenKey]token
+	schemes map[string]string // base URL → challenge scheme seen ("basic"/"bearer")
+}
+
+type tokenKey struct{ realm, service, scope string }
+
+type token struct {
+	value   string
+	expires time.Time
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.URLs) == 0 {
+		return nil, errors.New("upstream: no URLs")
+	}
+	c := &Client{
+		user: cfg.Username, pass: cfg.Password,
+		ua: cfg.UserAgent, obs: cfg.Observer, log: cfg.Logger,
+		nowFn:   time.Now,
+		tokens:  make(map[tokenKey]token),
+		schemes: make(map[string]string),
+	}
+	if c.log == nil {
+		c.log = zap.NewNop()
+	}
+	for _, raw := range cfg.URLs {
+		u, err := url.Parse(strings.TrimRight(raw, "/"))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("upstream: invalid URL %q (want http(s)://host[:port])", raw)
+		}
+		c.urls = append(c.urls, u)
+	}
+	rt := cfg.Transport
+	if rt == nil {
+		rt = NewTransport(cfg.TLS)
+	}
+	c.hc = &http.Client{Transport: rt}
+	return c, nil
+}
+
+// NewTransport returns the HTTP transport dtrcache uses towards upstreams:
+// timeouts on every phase before the body, keep-alive, and HTTP/1.1 only
+// (see the package doc).
+func NewTransport(tlsConf *tls.Config) *http.Transport {
+	if tlsConf != nil {
+		tlsConf = tlsConf.Clone()
+	}
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		TLSNextProto:          map[string]func(string, *tls.Conn) http.RoundTripper{}, // no HTTP/2
+	}
+}
+
+// URLs returns the configured base URLs.
+func (c *Client) URLs() []string {
+	out := make([]string, len(c.urls))
+	for i, u := range c.urls {
+		out[i] = u.String()
+	}
+	return out
+}
+
+// Request is one body-less request to the upstream.
+type Request struct {
+	Method string
+	// Path is the escaped path and optional query, e.g. "/v2/a/blobs/sha256:…".
+	Path   string
+	Header http.Header
+	// Scope is the token scope to ask for if the upstream wants a bearer
+	// token, e.g. "repository:a:pull".
+	Scope string
+}
+
+// StatusError is an upstream HTTP error response.
+type StatusError struct {
+	Status   int
+	Code     string // registry error code from the body, if any
+	Message  string
+	Upstream string
+}
+
+func (e *StatusError) Error() string {
+	s := fmt.Sprintf("upstream %s: %d %s", e.Upstream, e.Status, http.StatusText(e.Status))
+	if e.Code != "" {
+		s += " (" + e.Code + ": " + e.Message + ")"
+	}
+	return s
+}
+
+// Do sends req, authenticating and failing over as needed. A 5xx from the
+// last URL tried is returned as a response, not an error; connection
+// errors from every URL are returned as the last error.
+func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
+	n := len(c.urls)
+	start := int(c.next.Add(1) - 1)
+	var lastErr error
+	for i := 0; i < n; i++ {
+		base := c.urls[(start+i)%n]
+		resp, err := c.doAuth(ctx, base, req)
+		if err != nil {
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			c.log.Debug("upstream failed; trying the next", zap.String("upstream", base.Host), zap.Error(err))
+			continue
+		}
+		if resp.StatusCode >= 500 && i < n-1 {
+			lastErr = statusError(resp, base)
+			c.log.Debug("upstream 5xx; trying the next", zap.String("upstream", base.Host), zap.Int("status", resp.StatusCode))
+			continue
+		}
+		return resp, nil
+	}
+	return nil, lastErr
+}
+
+// doAuth sends req to base, answering one authentication challenge.
+func (c *Client) doAuth(ctx context.Context, base *url.URL, req Request) (*http.Response, error) {
+	resp, err := c.send(ctx, base, req, c.authFor(base, req.Scope))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	chs := ParseChallenges(strings.Join(resp.Header.Values("WWW-Authenticate"), ", "))
+	var auth string
+	for _, ch := range chs {
+		switch ch.Scheme {
+		case "bearer":
+			tok, terr := c.fetchToken(ctx, ch, req.Scope)
+			if terr != nil {
+				c.log.Debug("token fetch failed", zap.Error(terr))
+				return resp, nil // the 401 stands
+			}
+			c.setScheme(base, "bearer")
+			auth = "Bearer " + tok
+		case "basic":
+			if c.user == "" {
+				return resp, nil
+			}
+			c.setScheme(base, "basic")
+			auth = basicAuth(c.user, c.pass)
+		}
+		if auth != "" {
+			break
+		}
+	}
+	if auth == "" {
+		return resp, nil
+	}
+	drain(resp)
+	return c.send(ctx, base, req, auth)
+}
+
+// authFor returns the Authorization to send up front, if the upstream's
+// scheme is already known.
+func (c *Client) authFor(base *url.URL, scope string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.schemes[base.String()] {
+	case "basic":
+		return basicAuth(c.user, c.pass)
+	case "bearer":
+		now := c.nowFn()
+		for k, t := range c.tokens {
+			if k.scope == scope && now.Before(t.expires) {
+				return "Bearer " + t.value
+			}
+		}
+	}
+	return ""
+}
+
+func (c *Client) setScheme(base *url.URL, scheme string) {
+	c.mu.Lock()
+	c.schemes[base.String()] = scheme
+	c.mu.Unlock()
+}
+
+func basicAuth(user, pass string) string {
+	req := http.Request{Header: http.Header{}}
+	req.SetBasicAuth(user, pass)
+	return req.Header.Get("Authorization")
+}
+
+func (c *Client) send(ctx context.Context, base *url.URL, req Request, auth string) (*http.Response, error) {
+	u := *base
+	path, query, _ := strings.Cut(req.Path, "?")
+	u.RawPath = ""
+	u.Path = base.Path + path
+	u.RawQuery = query
+	hr, err := http.NewRequestWithContext(ctx, req.Method, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: build request: %w", err)
+	}
+	for k, vs := range req.Header {
+		hr.Header[k] = append([]string(nil), vs...)
+	}
+	if auth != "" {
+		hr.Header.Set("Authorization", auth)
+	}
+	if c.ua != "" {
+		hr.Header.Set("User-Agent", c.ua)
+	}
+	start := time.Now()
+	resp, err := c.hc.Do(hr)
+	if c.obs != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		c.obs.Request(base.Host, req.Method, status, time.Since(start))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", base.Host, err)
+	}
+	if c.obs != nil {
+		resp.Body = &countingBody{ReadCloser: resp.Body, obs: c.obs, upstream: base.Host}
+	}
+	return resp, nil
+}
+
+// fetchToken gets a bearer token for the challenge, from the cache if valid.
+func (c *Client) fetchToken(ctx context.Context, ch Challenge, scope string) (string, error) {
+	if s := ch.Params["scope"]; s != "" {
+		scope = s
+	}
+	key := tokenKey{realm: ch.Params["realm"], service: ch.Params["service"], scope: scope}
+	now := c.nowFn()
+	c.mu.Lock()
+	if t, ok := c.tokens[key]; ok && now.Before(t.expires) {
+		c.mu.Unlock()
+		return t.value, nil
+	}
+	c.mu.Unlock()
+	realm, err := url.Parse(key.realm)
+	if err != nil || (realm.Scheme != "https" && realm.Scheme != "http") {
+		return "", fmt.Errorf("upstream: bad token realm %q", key.realm)
+	}
+	q := realm.Query()
+	if key.service != "" {
+		q.Set("service", key.service)
+	}
+	if scope != "" {
+		q.Set("scope", scope)
+	}
+	realm.RawQuery = q.Encode()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, realm.String(), nil)
+	if err != nil {
+		return "", err
+	}
+	if c.user != "" {
+		hr.SetBasicAuth(c.user, c.pass)
+	}
+	resp, err := c.hc.Do(hr)
+	if err != nil {
+		return "", fmt.Errorf("upstream: token request: %w", err)
+	}
+	defer drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("upstream: token request: %s", resp.Status)
+	}
+	var body struct {
+		Token       string `json:"token"`
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
+		return "", fmt.Errorf("upstream: token response: %w", err)
+	}
+	tok := body.Token
+	if tok == "" {
+		tok = body.AccessToken
+	}
+	if tok == "" {
+		return "", errors.New("upstream: token response without a token")
+	}
+	life := time.Duration(body.ExpiresIn) * time.Second
+	if life <= 0 {
+		life = 60 * time.Second
+	}
+	c.mu.Lock()
+	if len(c.tokens) > 1000 {
+		for k, t := range c.tokens {
+			if !now.Before(t.expires) {
+				delete(c.tokens, k)
+			}
+		}
+	}
+	c.tokens[key] = token{value: tok, expires: now.Add(life - min(10*time.Second, life/4))}
+	c.mu.Unlock()
+	return tok, nil
+}
+
+// statusError reads an error response (and closes it).
+func statusError(resp *http.Response, base *url.URL) *StatusError {
+	defer drain(resp)
+	e := &StatusError{Status: resp.StatusCode, Upstream: base.Host}
+	var body struct {
+		Errors []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body) == nil && len(body.Errors) > 0 {
+		e.Code, e.Message = body.Errors[0].Code, body.Errors[0].Message
+	}
+	return e
+}
+
+// StatusErrorOf converts a non-success response into a *StatusError,
+// closing it.
+func StatusErrorOf(resp *http.Response) *StatusError {
+	return statusError(resp, resp.Request.URL)
+}
+
+// drain discards a little of a body so the connection can be reused, and
+// closes it.
+func drain(resp *http.Response) {
+	io.CopyN(io.Discard, resp.Body, 64<<10)
+	resp.Body.Close()
+}
+
+type countingBody struct {
+	io.ReadCloser
+	obs      Observer
+	upstream string
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.obs.Bytes(b.upstream, int64(n))
+	}
+	return n, err
+}
