@@ -222,13 +222,18 @@ func (c *Client) doAuth(ctx context.Context, base *url.URL, req Request) (*http.
 	return c.send(ctx, base, req, auth)
 }
 
-// authFor returns the Authorization to send up front, if the upstream's
-// scheme is already known.
+// authFor returns the Authorization to send up front: Basic when the
+// cache has credentials and the upstream has not asked for a token (a
+// parent cache or the origin wants them before it looks at a forwarded
+// token), or a cached bearer token for the scope.
 func (c *Client) authFor(base *url.URL, scope string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch c.schemes[base.String()] {
-	case "basic":
+	case "basic", "":
+		if c.user == "" {
+			return ""
+		}
 		return basicAuth(c.user, c.pass)
 	case "bearer":
 		now := c.nowFn()

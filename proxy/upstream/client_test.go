@@ -191,8 +191,8 @@ func TestBasicChallenge(t *testing.T) {
 		}
 		readStream(t, st)
 	}
-	if n := unauth.Load(); n != 1 {
-		t.Fatalf("%d unauthenticated attempts, want 1 (the scheme is remembered)", n)
+	if n := unauth.Load(); n != 0 {
+		t.Fatalf("%d unauthenticated attempts, want 0 (configured credentials are sent up front)", n)
 	}
 	// Wrong credentials: the 401 comes back as a permanent error.
 	c2, _ := New(Config{URLs: []string{srv.URL}, Username: "cache", Password: "wrong"})

@@ -1,0 +1,130 @@
+package cache_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/proxy/cache"
+	"github.com/dtrcache/dtrcache/testenv"
+)
+
+func TestMirrorPullColdThenWarm(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	img := e.push(t, "website/ui:3-stable", testenv.ImageSpec{Layers: 3, LayerSize: 1 << 20, Seed: 1})
+	want, _ := img.Digest()
+	layers, _ := img.Layers()
+
+	for i, phase := range []string{"cold", "warm"} {
+		res, err := testenv.Pull(context.Background(), e.host+"/website/ui:3-stable", testenv.RemoteOptions{}, nil)
+		if err != nil {
+			t.Fatalf("%s pull: %v", phase, err)
+		}
+		if res.Digest != want {
+			t.Fatalf("%s pull: manifest digest %s, want %s", phase, res.Digest, want)
+		}
+		for _, l := range layers {
+			d, _ := l.Digest()
+			if n := e.reg.Counter.BlobGets(d.String()); n != 1 {
+				t.Fatalf("after the %s pull the registry saw %d GETs of layer %s, want 1", phase, n, d)
+			}
+		}
+		// The tag is revalidated upstream on every pull.
+		if n := e.reg.Counter.Requests("HEAD manifest"); n != i+1 {
+			t.Fatalf("after the %s pull the registry saw %d manifest HEADs, want %d", phase, n, i+1)
+		}
+	}
+	// The warm pull fetched no manifest body again either.
+	if n := e.reg.Counter.Requests("GET manifest"); n != 1 {
+		t.Fatalf("registry saw %d manifest GETs, want 1", n)
+	}
+}
+
+func TestConcurrentColdPullsFetchEachBlobOnce(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	img := e.push(t, "team/app:1", testenv.ImageSpec{Layers: 4, LayerSize: 2 << 20, Seed: 2})
+	want, _ := img.Digest()
+	const clients = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := testenv.Pull(context.Background(), e.host+"/team/app:1", testenv.RemoteOptions{}, nil)
+			if err == nil && res.Digest != want {
+				err = errMismatch
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	layers, _ := img.Layers()
+	cfg, _ := img.ConfigName()
+	for _, l := range layers {
+		d, _ := l.Digest()
+		if n := e.reg.Counter.BlobGets(d.String()); n != 1 {
+			t.Errorf("%d clients: registry saw %d GETs of layer %s, want exactly 1", clients, n, d)
+		}
+	}
+	if n := e.reg.Counter.BlobGets(cfg.String()); n != 1 {
+		t.Errorf("registry saw %d GETs of the config blob, want 1", n)
+	}
+}
+
+var errMismatch = &mismatchError{}
+
+type mismatchError struct{}
+
+func (*mismatchError) Error() string { return "digest mismatch" }
+
+func TestMirrorServesStaleTagWhileUpstreamDown(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	img := e.push(t, "website/ui:3-stable", testenv.ImageSpec{Layers: 1, LayerSize: 1000, Seed: 3})
+	want, _ := img.Digest()
+	if _, err := testenv.Pull(context.Background(), e.host+"/website/ui:3-stable", testenv.RemoteOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.reg.Close() // the upstream goes away
+
+	resp, body, _ := e.get(t, "/v2/website/ui/manifests/3-stable", map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(cache.StaleHeader) == "" {
+		t.Fatalf("tag while upstream down: %d, stale header %q, body %s", resp.StatusCode, resp.Header.Get(cache.StaleHeader), body)
+	}
+	if got := resp.Header.Get("Docker-Content-Digest"); got != want.String() || casstore.FromBytes(body).String() != want.String() {
+		t.Fatalf("stale manifest digest %s, want %s", got, want)
+	}
+	// The whole image still pulls from the store.
+	res, err := testenv.Pull(context.Background(), e.host+"/website/ui:3-stable", testenv.RemoteOptions{}, nil)
+	if err != nil || res.Digest != want {
+		t.Fatalf("pull with upstream down: %v %v", res.Digest, err)
+	}
+	// A tag the mirror never saw is an honest error, not a guess.
+	resp, body, _ = e.get(t, "/v2/website/ui/manifests/never-seen", nil)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "UNAVAILABLE") {
+		t.Fatalf("unknown tag with upstream down: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestMirrorNamespaceSelection(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	img := e.push(t, "lib/x:1", testenv.ImageSpec{Layers: 1, LayerSize: 100, Seed: 4})
+	d, _ := img.Digest()
+	resp, _, _ := e.get(t, "/v2/lib/x/manifests/"+d.String()+"?ns="+e.reg.Host, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("?ns=%s: %d", e.reg.Host, resp.StatusCode)
+	}
+	resp, body, _ := e.get(t, "/v2/lib/x/manifests/"+d.String()+"?ns=docker.io", nil)
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "NAME_UNKNOWN") {
+		t.Fatalf("?ns=docker.io: %d %s", resp.StatusCode, body)
+	}
+}

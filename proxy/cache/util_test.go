@@ -1,0 +1,8 @@
+package cache_test
+
+import (
+	"bufio"
+	"io"
+)
+
+func newReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }

@@ -1,0 +1,115 @@
+package testenv
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/sirupsen/logrus"
+
+	// The storage drivers and the auth method the in-process registry uses.
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+// RegistryOptions configure an in-process registry.
+type RegistryOptions struct {
+	// Addr to listen on; "" means 127.0.0.1:0.
+	Addr string
+	// Dir stores the registry's data on disk; "" keeps it in memory.
+	Dir string
+	// Htpasswd, if set, is the path of an htpasswd (bcrypt) file: the
+	// registry then requires Basic auth.
+	Htpasswd string
+	// TLS, if set, serves HTTPS.
+	TLS *tls.Config
+	// Wrap, if set, wraps the registry handler (after the Counter), e.g.
+	// to inject a fault.
+	Wrap func(http.Handler) http.Handler
+}
+
+// Registry is a distribution v3 registry running in this process: the
+// same code as the registry server users run, with in-memory or
+// filesystem storage.
+type Registry struct {
+	// URL is the base URL (http://127.0.0.1:port or https://…).
+	URL string
+	// Host is host:port, for image references.
+	Host string
+	// Counter counts requests at the registry.
+	Counter *Counter
+
+	srv *http.Server
+	ln  net.Listener
+}
+
+// StartRegistry starts a registry; Close stops it.
+func StartRegistry(ctx context.Context, opt RegistryOptions) (*Registry, error) {
+	// distribution logs through logrus' global logger; keep it to warnings.
+	logrus.SetLevel(logrus.WarnLevel)
+	logrus.SetOutput(io.Discard)
+	cfg := &configuration.Configuration{}
+	cfg.Log.AccessLog.Disabled = true
+	cfg.Log.Level = "error"
+	if opt.Dir != "" {
+		cfg.Storage = configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": opt.Dir}}
+	} else {
+		cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
+	}
+	cfg.Storage["delete"] = configuration.Parameters{"enabled": true}
+	cfg.Storage["maintenance"] = configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}}
+	if opt.Htpasswd != "" {
+		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "dtrcache-test", "path": opt.Htpasswd}}
+	}
+	cfg.HTTP.Secret = "dtrcache-test-secret"
+	app := handlers.NewApp(ctx, cfg)
+	counter := NewCounter(app)
+	var h http.Handler = counter
+	if opt.Wrap != nil {
+		h = opt.Wrap(counter)
+	}
+	addr := opt.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("testenv: registry listen: %w", err)
+	}
+	scheme := "http"
+	if opt.TLS != nil {
+		ln = tls.NewListener(ln, opt.TLS)
+		scheme = "https"
+	}
+	r := &Registry{
+		URL:     scheme + "://" + ln.Addr().String(),
+		Host:    ln.Addr().String(),
+		Counter: counter,
+		srv:     &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
+		ln:      ln,
+	}
+	go func() {
+		if err := r.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logrus.Errorf("testenv registry: %v", err)
+		}
+	}()
+	return r, nil
+}
+
+// Close stops the registry.
+func (r *Registry) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.srv.Shutdown(ctx); err != nil {
+		return r.srv.Close()
+	}
+	return nil
+}
