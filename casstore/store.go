@@ -429,5 +429,17 @@ func (s *Store) Stats() Stats {
 	}
 }
 
+// Ping reports whether the store is open and its directories usable (for
+// readiness checks).
+func (s *Store) Ping() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if _, err := os.Stat(s.tmpDir()); err != nil {
+		return fmt.Errorf("casstore: %w", err)
+	}
+	return nil
+}
+
 // Root returns the store's root directory.
 func (s *Store) Root() string { return s.root }

@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -126,5 +127,35 @@ func TestMirrorNamespaceSelection(t *testing.T) {
 	resp, body, _ := e.get(t, "/v2/lib/x/manifests/"+d.String()+"?ns=docker.io", nil)
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "NAME_UNKNOWN") {
 		t.Fatalf("?ns=docker.io: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestMirrorTagListPagination(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	img, _ := testenv.GenerateImage(testenv.ImageSpec{Layers: 1, LayerSize: 10, Seed: 11})
+	for _, tag := range []string{"a", "b", "c"} {
+		if err := testenv.Push(t.Context(), e.reg.Host+"/pg/x:"+tag, img, testenv.RemoteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	next := "/v2/pg/x/tags/list?n=2"
+	for next != "" {
+		resp, body, _ := e.get(t, next, nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", next, resp.StatusCode, body)
+		}
+		var list struct{ Tags []string }
+		if err := json.Unmarshal(body, &list); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, list.Tags...)
+		next = ""
+		if l := resp.Header.Get("Link"); l != "" {
+			next = strings.TrimPrefix(strings.SplitN(l, ">", 2)[0], "<")
+		}
+	}
+	if strings.Join(got, ",") != "a,b,c" {
+		t.Fatalf("tags %v, want a,b,c", got)
 	}
 }

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
+	"github.com/dtrcache/dtrcache/policy"
+	"github.com/dtrcache/dtrcache/proxy/cache"
+	"github.com/dtrcache/dtrcache/proxy/serve"
+	"github.com/dtrcache/dtrcache/proxy/upstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+// cacheFlags are the command-line overrides of the cache configuration.
+type cacheFlags struct {
+	config, addr, root, name, logLevel, logFormat string
+}
+
+func runCache(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("cache", "cache --config cache.yml [flags]", stderr)
+	var f cacheFlags
+	fs.StringVar(&f.config, "config", envOr("DTRCACHE_CONFIG", ""), "configuration file (env DTRCACHE_CONFIG)")
+	fs.StringVar(&f.addr, "addr", envOr("DTRCACHE_ADDR", ""), "listen address, overrides http.addr (env DTRCACHE_ADDR)")
+	fs.StringVar(&f.root, "root", envOr("DTRCACHE_ROOT", ""), "store directory, overrides storage.root (env DTRCACHE_ROOT)")
+	fs.StringVar(&f.name, "name", envOr("DTRCACHE_NAME", ""), "cache name at the origin, overrides name (env DTRCACHE_NAME)")
+	fs.StringVar(&f.logLevel, "log-level", envOr("DTRCACHE_LOG_LEVEL", ""), "debug, info, warn or error (env DTRCACHE_LOG_LEVEL)")
+	fs.StringVar(&f.logFormat, "log-format", envOr("DTRCACHE_LOG_FORMAT", ""), "json or console (env DTRCACHE_LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if f.config == "" {
+		fmt.Fprintln(stderr, "dtrcache cache: --config is required")
+		fs.Usage()
+		return 2
+	}
+	cfg, err := loadCacheConfig(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "dtrcache cache: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "dtrcache cache: %v\n", err)
+		return 2
+	}
+	defer log.Sync()
+	for _, k := range cfg.Unused {
+		log.Warn("ignoring registry configuration key", zap.String("key", k))
+	}
+	if err := serveCache(ctx, cfg, log, nil); err != nil {
+		log.Error("cache stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// loadCacheConfig reads, overrides and validates the configuration.
+func loadCacheConfig(f cacheFlags) (*config.Cache, error) {
+	cfg, err := config.LoadCache(f.config)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range []struct {
+		dst *string
+		v   string
+	}{{&cfg.HTTP.Addr, f.addr}, {&cfg.Storage.Root, f.root}, {&cfg.Name, f.name}, {&cfg.Log.Level, f.logLevel}, {&cfg.Log.Format, f.logFormat}} {
+		if o.v != "" {
+			*o.dst = o.v
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.config, err)
+	}
+	if err := config.CheckFiles(cfg.Files()); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.config, err)
+	}
+	return cfg, nil
+}
+
+// cacheListeners lets tests and the demo pass ready listeners.
+type cacheListeners struct {
+	api   net.Listener
+	ready chan<- string // receives the API address once serving
+}
+
+// serveCache builds the cache from cfg and serves until ctx ends.
+func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cacheListeners) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	upMetrics := serve.NewUpstreamMetrics(reg)
+	storeOpts := casstore.Options{
+		MaxBytes: int64(cfg.Storage.MaxSize), HighWatermark: cfg.Storage.HighWatermark, LowWatermark: cfg.Storage.LowWatermark,
+		TTL: cfg.Storage.BlobTTL.D(), MaxBlobSize: int64(cfg.Storage.MaxBlobSize), Logger: log.Named("store"),
+	}
+	var stores []*casstore.Store
+	defer func() {
+		for _, s := range stores {
+			if err := s.Close(); err != nil {
+				log.Error("closing store", zap.Error(err))
+			}
+		}
+	}()
+	openStore := func(dir, name string) (*casstore.Store, error) {
+		s, err := casstore.Open(dir, storeOpts)
+		if err != nil {
+			return nil, err
+		}
+		stores = append(stores, s)
+		reg.MustRegister(cache.NewStoreCollector(s, name))
+		log.Info("store open", zap.String("store", name), zap.String("dir", dir), zap.Int64("blobs", s.Stats().Blobs), zap.Int64("bytes", s.Stats().Bytes))
+		return s, nil
+	}
+	srv := &cache.Server{
+		Fill:    casstore.FillOptions{Parallel: cfg.Fill.Parallel, ChunkSize: int64(cfg.Fill.ChunkSize)},
+		Logger:  log,
+		Metrics: cache.NewMetrics(reg),
+	}
+	var keys *policy.RemoteKeys
+	if r := cfg.Redirect; r != nil {
+		st, err := openStore(cfg.Storage.Root, "redirect")
+		if err != nil {
+			return err
+		}
+		client, tlsConf, err := newUpstream(r.Upstream, log, upMetrics)
+		if err != nil {
+			return fmt.Errorf("redirect: %w", err)
+		}
+		var ks policy.KeySet
+		ks, keys, err = cacheKeys(r, tlsConf)
+		if err != nil {
+			return err
+		}
+		srv.Redirect = &cache.Redirect{
+			Store: st, Upstream: client, Audiences: r.Audiences,
+			Verifier: &policy.Verifier{Keys: ks, Issuer: r.Issuer},
+		}
+		if r.Downstream != "" {
+			b, err := os.ReadFile(r.Downstream)
+			if err != nil {
+				return fmt.Errorf("redirect.downstream_htpasswd: %w", err)
+			}
+			if srv.Redirect.Downstream, err = policy.ParseHtpasswd(b); err != nil {
+				return fmt.Errorf("redirect.downstream_htpasswd: %w", err)
+			}
+		}
+		if len(r.Audiences) == 0 {
+			log.Warn("no cache name configured: tokens for any cache are accepted (set name)")
+		}
+	}
+	if m := cfg.Mirror; m != nil {
+		dir := cfg.Storage.Root
+		if cfg.Redirect != nil {
+			dir = filepath.Join(cfg.Storage.Root, "mirror") // a separate trust domain
+		}
+		st, err := openStore(dir, "mirror")
+		if err != nil {
+			return err
+		}
+		tags, err := cache.NewTagStore(filepath.Join(dir, "tags"))
+		if err != nil {
+			return err
+		}
+		srv.Mirror = &cache.Mirror{Store: st, Default: m.Default, Tags: tags}
+		for i, u := range m.Upstreams {
+			client, _, err := newUpstream(u.Upstream, log, upMetrics)
+			if err != nil {
+				return fmt.Errorf("mirror.upstreams[%d]: %w", i, err)
+			}
+			srv.Mirror.Upstreams = append(srv.Mirror.Upstreams, cache.MirrorUpstream{Name: u.Name, Hosts: u.Hosts, Client: client})
+		}
+	}
+	tlsConf, err := serverTLS(cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key)
+	if err != nil {
+		return err
+	}
+	if keys != nil {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := keys.Load(lctx); err != nil {
+			log.Warn("origin keys not loaded yet; retrying on first use", zap.Error(err))
+		}
+		cancel()
+	}
+	ready := func(context.Context) error {
+		for _, s := range stores {
+			if err := s.Ping(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	handler := serve.Instrument(log.Named("access"), serve.NewHTTPMetrics(reg), serve.Mux(srv, ready, reg))
+	g, gctx := errgroup.WithContext(ctx)
+	apiLn := (net.Listener)(nil)
+	if ls != nil {
+		apiLn = ls.api
+	}
+	if apiLn == nil {
+		if apiLn, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
+			return fmt.Errorf("http.addr: %w", err)
+		}
+	}
+	if ls != nil && ls.ready != nil {
+		ls.ready <- apiLn.Addr().String()
+	}
+	g.Go(func() error {
+		s := &serve.Server{Handler: handler, TLS: tlsConf, Grace: cfg.Shutdown.D(), Logger: log, Name: "cache"}
+		return s.Serve(gctx, apiLn)
+	})
+	if cfg.HTTP.Debug.Addr != "" {
+		dln, err := net.Listen("tcp", cfg.HTTP.Debug.Addr)
+		if err != nil {
+			return fmt.Errorf("http.debug.addr: %w", err)
+		}
+		g.Go(func() error {
+			s := &serve.Server{Handler: serve.Mux(http.NotFoundHandler(), ready, reg), Grace: time.Second, Logger: log, Name: "debug"}
+			return s.Serve(gctx, dln)
+		})
+	}
+	if cfg.Forward != nil {
+		g.Go(func() error { return serveForward(gctx, cfg, srv, log, reg, ls) })
+	}
+	return g.Wait()
+}
+
+// newUpstream builds an upstream client from its configuration.
+func newUpstream(u config.Upstream, log *zap.Logger, obs upstream.Observer) (*upstream.Client, *tls.Config, error) {
+	tc, err := tlsConfig(u.CAs)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := upstream.New(upstream.Config{
+		URLs: u.URLs, Username: u.Username, Password: u.Password, TLS: tc,
+		UserAgent: "dtrcache/" + version, Observer: obs, Logger: log.Named("upstream"),
+	})
+	return c, tc, err
+}
+
+// cacheKeys builds the key set that verifies the origin's tokens: PEM
+// files, and the origin's JWKS (by default at the first upstream).
+func cacheKeys(r *config.Redirect, tc *tls.Config) (policy.KeySet, *policy.RemoteKeys, error) {
+	var static []policy.PublicKey
+	for i, f := range r.Keys.Files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("redirect.keys.files[%d]: %w", i, err)
+		}
+		ks, err := policy.ParsePublicKeysPEM(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("redirect.keys.files[%d]: %w", i, err)
+		}
+		static = append(static, ks...)
+	}
+	jwks := r.Keys.JWKSURL
+	if jwks == "" && len(static) == 0 {
+		jwks = r.URLs[0] + "/.well-known/jwks.json"
+	}
+	var remote *policy.RemoteKeys
+	if jwks != "" {
+		hc := &http.Client{Transport: upstream.NewTransport(tc), Timeout: 15 * time.Second}
+		remote = &policy.RemoteKeys{Refresh: r.Keys.Refresh.D(), Fetch: func(ctx context.Context) ([]byte, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, jwks, nil)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return nil, err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("GET %s: %s", jwks, resp.Status)
+			}
+			return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		}}
+	}
+	return keySets{static: policy.NewStaticKeys(static...), remote: remote}, remote, nil
+}
+
+// keySets looks a key up in the static keys, then the remote set.
+type keySets struct {
+	static *policy.StaticKeys
+	remote *policy.RemoteKeys
+}
+
+func (k keySets) PublicKey(kid string) (ed25519.PublicKey, error) {
+	key, err := k.static.PublicKey(kid)
+	if err == nil || k.remote == nil {
+		return key, err
+	}
+	if !errors.Is(err, policy.ErrUnknownKey) {
+		return nil, err
+	}
+	return k.remote.PublicKey(kid)
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# lib.sh: helpers for dtrcache's shell-level tests. Source it; it sets up a
+# work directory and kills every background process on exit.
+set -euo pipefail
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dtrcache-test.XXXXXX")
+PIDS=()
+cleanup() {
+	local rc=$?
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	if [ "$rc" -ne 0 ]; then
+		echo "--- logs in $WORK (kept) ---"
+		for f in "$WORK"/*.log; do [ -e "$f" ] && { echo "== $f"; tail -n 40 "$f"; }; done
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+
+# free_port prints a free TCP port on loopback.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# bg runs a command in the background with its output in $WORK/<name>.log.
+bg() {
+	local name=$1; shift
+	"$@" >"$WORK/$name.log" 2>&1 &
+	PIDS+=($!)
+}
+
+# wait_http waits until a URL answers (any HTTP status).
+wait_http() {
+	local url=$1 i
+	for i in $(seq 1 150); do
+		if curl -s -o /dev/null "$url"; then return 0; fi
+		sleep 0.1
+	done
+	echo "FAIL: $url did not answer" >&2
+	return 1
+}
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+# go_tool builds a helper program of this repository into $WORK/bin.
+go_tool() {
+	local pkg=$1 name
+	name=$(basename "$pkg")
+	mkdir -p "$WORK/bin"
+	[ -x "$WORK/bin/$name" ] || go build -o "$WORK/bin/$name" "$pkg"
+	echo "$WORK/bin/$name"
+}
+
+: "${BIN:=$(pwd)/bin/dtrcache}"
+[ -x "$BIN" ] || fail "dtrcache binary $BIN not built (run make build)"
