@@ -16,6 +16,8 @@ import (
 	"github.com/dtrcache/dtrcache/proxy/upstream"
 	"github.com/dtrcache/dtrcache/testenv"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -43,7 +45,7 @@ type envOptions struct {
 	upstreamCfg func(*upstream.Config)
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	ctx := context.Background()
 	reg, err := testenv.StartRegistry(ctx, o.regOpts)
@@ -55,7 +57,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.upstreamURL == "" {
 		o.upstreamURL = reg.URL
 	}
-	log := zaptest.NewLogger(t)
+	log := zap.NewNop()
+	if tt, ok := t.(*testing.T); ok {
+		log = zaptest.NewLogger(tt)
+	}
 	openStore := func() *casstore.Store {
 		s, err := casstore.Open(t.TempDir(), casstore.Options{Logger: log, RetryBackoff: 10 * time.Millisecond})
 		if err != nil {
@@ -165,3 +170,8 @@ func layerBytes(t *testing.T, img v1.Image, i int) (v1.Hash, []byte) {
 	}
 	return d, b
 }
+
+// newEnvB is newEnv for benchmarks: mirror mode only, no logs.
+func newEnvB(b *testing.B) *env { return newEnv(b, envOptions{noRedirect: true}) }
+
+func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
