@@ -41,20 +41,17 @@ func GenerateImage(spec ImageSpec) (v1.Image, error) {
 		seed := [32]byte{}
 		copy(seed[:], fmt.Sprintf("dtrcache-%d-%d", spec.Seed, i))
 		rng := rand.NewChaCha8(seed)
-		var data []byte
-		var mt types.MediaType
 		if spec.Realistic {
-			var err error
-			if data, err = realisticLayer(rng, spec.LayerSize); err != nil {
+			l, err := realisticLayer(rng, spec.LayerSize)
+			if err != nil {
 				return nil, err
 			}
-			mt = types.OCILayer
-		} else {
-			data = make([]byte, spec.LayerSize)
-			rng.Read(data)
-			mt = types.OCIUncompressedLayer
+			layers = append(layers, l)
+			continue
 		}
-		layers = append(layers, static.NewLayer(data, mt))
+		data := make([]byte, spec.LayerSize)
+		rng.Read(data)
+		layers = append(layers, static.NewLayer(data, types.OCIUncompressedLayer))
 	}
 	img, err := mutate.AppendLayers(img, layers...)
 	if err != nil {
@@ -73,15 +70,12 @@ func GenerateImage(spec ImageSpec) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// realisticLayer writes a gzipped tar of text-like and binary-like files
-// totalling about size bytes before compression.
-func realisticLayer(rng *rand.ChaCha8, size int64) ([]byte, error) {
-	var buf bytes.Buffer
-	gz, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
-	if err != nil {
-		return nil, err
-	}
-	tw := tar.NewWriter(gz)
+// realisticLayer builds a gzipped tar of text-like and binary-like files
+// totalling about size bytes before compression, with the right diff ID
+// (the digest of the uncompressed tar) so container engines accept it.
+func realisticLayer(rng *rand.ChaCha8, size int64) (v1.Layer, error) {
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
 	words := []string{"registry", "layer", "cache", "manifest", "digest", "token", "origin", "blob", "office", "asia", "\n", "func", "return", "{", "}", "0x", "error"}
 	r := rand.New(rng)
 	var written int64
@@ -110,11 +104,39 @@ func realisticLayer(rng *rand.ChaCha8, size int64) ([]byte, error) {
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
+	var gzBuf bytes.Buffer
+	gz, err := gzip.NewWriterLevel(&gzBuf, gzip.DefaultCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := gz.Write(tarBuf.Bytes()); err != nil {
+		return nil, err
+	}
 	if err := gz.Close(); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return &memLayer{gz: gzBuf.Bytes(), tar: tarBuf.Bytes()}, nil
 }
+
+// memLayer is a gzipped layer held in memory with its uncompressed form.
+type memLayer struct{ gz, tar []byte }
+
+func (l *memLayer) Digest() (v1.Hash, error) {
+	h, _, err := v1.SHA256(bytes.NewReader(l.gz))
+	return h, err
+}
+func (l *memLayer) DiffID() (v1.Hash, error) {
+	h, _, err := v1.SHA256(bytes.NewReader(l.tar))
+	return h, err
+}
+func (l *memLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l.gz)), nil
+}
+func (l *memLayer) Uncompressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l.tar)), nil
+}
+func (l *memLayer) Size() (int64, error)                { return int64(len(l.gz)), nil }
+func (l *memLayer) MediaType() (types.MediaType, error) { return types.OCILayer, nil }
 
 // RemoteOptions are the options for go-containerregistry against a
 // dtrcache hop: credentials and the HTTP transport (for TLS trust).

@@ -36,6 +36,7 @@ func commands() []command {
 		{"cache", "serve a cache: redirect target of the origin, pull-through mirror, HTTPS_PROXY", runCache},
 		{"origin", "serve the origin gateway in front of a registry", runOrigin},
 		{"keys", "manage the origin's token signing keys (generate, list, jwks)", runKeys},
+		{"htpasswd", "print a bcrypt htpasswd line for a user (password on stdin)", runHtpasswd},
 		{"ca", "manage the forward proxy's office CA (init, cert)", runCA},
 		{"warm", "pre-fill a cache with images", runWarm},
 		{"demo", "run an origin + WAN + cache topology and show what the cache saves", runDemo},

@@ -20,9 +20,6 @@ func notYet(name string, stderr io.Writer) int {
 	return 1
 }
 
-func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return notYet("origin", stderr)
-}
 func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return notYet("ca", stderr)
 }

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
+	"github.com/dtrcache/dtrcache/policy"
+	"github.com/dtrcache/dtrcache/proxy/origin"
+	"github.com/dtrcache/dtrcache/proxy/serve"
+	"github.com/dtrcache/dtrcache/proxy/upstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("origin", "origin --config origin.yml [flags]", stderr)
+	path := fs.String("config", envOr("DTRCACHE_CONFIG", ""), "configuration file (env DTRCACHE_CONFIG)")
+	addr := fs.String("addr", envOr("DTRCACHE_ADDR", ""), "listen address, overrides http.addr (env DTRCACHE_ADDR)")
+	level := fs.String("log-level", envOr("DTRCACHE_LOG_LEVEL", ""), "debug, info, warn or error (env DTRCACHE_LOG_LEVEL)")
+	format := fs.String("log-format", envOr("DTRCACHE_LOG_FORMAT", ""), "json or console (env DTRCACHE_LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "dtrcache origin: --config is required")
+		fs.Usage()
+		return 2
+	}
+	cfg, err := loadOriginConfig(*path, *addr, *level, *format)
+	if err != nil {
+		fmt.Fprintf(stderr, "dtrcache origin: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "dtrcache origin: %v\n", err)
+		return 2
+	}
+	defer log.Sync()
+	if err := serveOrigin(ctx, cfg, log, nil); err != nil {
+		log.Error("origin stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func loadOriginConfig(path, addr, level, format string) (*config.Origin, error) {
+	cfg, err := config.LoadOrigin(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range []struct {
+		dst *string
+		v   string
+	}{{&cfg.HTTP.Addr, addr}, {&cfg.Log.Level, level}, {&cfg.Log.Format, format}} {
+		if o.v != "" {
+			*o.dst = o.v
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := config.CheckFiles(cfg.Files()); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// serveOrigin builds the origin from cfg and serves until ctx ends. ln, if
+// set, is used instead of listening on cfg.HTTP.Addr.
+func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln net.Listener) error {
+	htpasswd, err := os.ReadFile(cfg.Auth.Htpasswd)
+	if err != nil {
+		return fmt.Errorf("auth.htpasswd: %w", err)
+	}
+	users, err := policy.ParseHtpasswd(htpasswd)
+	if err != nil {
+		return fmt.Errorf("auth.htpasswd: %w", err)
+	}
+	access, err := config.LoadAccess(cfg.Policy)
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	keys := &origin.KeyRing{Dir: cfg.Keys.Dir, Issuer: cfg.Keys.Issuer, TTL: cfg.Keys.TokenTTL.D()}
+	if err := keys.Reload(); err != nil {
+		return fmt.Errorf("keys.dir: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	db, err := origin.OpenDB(filepath.Join(cfg.DataDir, "db"))
+	if err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	defer db.Close()
+	backend, _ := url.Parse(cfg.Backend.URL)
+	backendTLS, err := tlsConfig(cfg.Backend.CAs)
+	if err != nil {
+		return fmt.Errorf("backend.cas: %w", err)
+	}
+	probeTLS, err := tlsConfig(cfg.Caches.CAs)
+	if err != nil {
+		return fmt.Errorf("caches.cas: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	prober := &origin.Prober{
+		Client:   &http.Client{Transport: upstream.NewTransport(probeTLS)},
+		Interval: cfg.Caches.HealthInterval.D(), Timeout: cfg.Caches.HealthTimeout.D(),
+		List: db.Caches, Logger: log.Named("health"),
+	}
+	transport := upstream.NewTransport(backendTLS)
+	transport.ResponseHeaderTimeout = 5 * time.Minute // pushes of large blobs finish before the backend answers
+	srv, err := origin.New(origin.Config{
+		Backend: backend, BackendUser: cfg.Backend.Username, BackendPassword: cfg.Backend.Password, Transport: transport,
+		Users: users, Access: access, Keys: keys, DB: db, Prober: prober, Realm: cfg.Auth.Realm,
+		Logger: log, Audit: log.Named("audit"), Metrics: origin.NewMetrics(reg),
+	})
+	if err != nil {
+		return err
+	}
+	tlsConf, err := serverTLS(cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key)
+	if err != nil {
+		return err
+	}
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
+			return fmt.Errorf("http.addr: %w", err)
+		}
+	}
+	ready := func(context.Context) error {
+		if _, err := db.Caches(); err != nil {
+			return err
+		}
+		return nil
+	}
+	handler := serve.Instrument(log.Named("access"), serve.NewHTTPMetrics(reg), serve.Mux(srv, ready, reg))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		s := &serve.Server{Handler: handler, TLS: tlsConf, Grace: cfg.Shutdown.D(), Logger: log, Name: "origin"}
+		return s.Serve(gctx, ln)
+	})
+	g.Go(func() error { prober.Run(gctx); return nil })
+	g.Go(func() error {
+		t := time.NewTicker(cfg.Keys.Reload.D())
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				if err := keys.Reload(); err != nil {
+					log.Error("reloading keys; keeping the previous ones", zap.Error(err))
+				}
+			}
+		}
+	})
+	return g.Wait()
+}

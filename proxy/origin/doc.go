@@ -1,0 +1,13 @@
+// Package origin is the origin gateway: the DTR role in front of any OCI
+// registry. It logs users in (htpasswd, Basic), authorizes every request
+// against the repository rules (one audit line per decision), proxies
+// manifests, tags, pushes and everything else to the backend registry
+// (streamed), and answers an authorized blob GET from a user whose profile
+// names a healthy registered cache with a 307 to that cache carrying a
+// short-lived signed token. Without a usable cache it serves the blob
+// itself; a cache's own request is always served, never redirected again.
+//
+// Caches and user settings live in a small Badger database under the
+// origin's data directory (the DTR /api/v0 resources), and registered
+// caches are probed at /healthz so a dead cache never breaks a pull.
+package origin

@@ -1,0 +1,125 @@
+package origin
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Prober tracks which registered caches answer at /healthz.
+type Prober struct {
+	// Client makes the probes (its transport trusts the caches' CAs).
+	Client *http.Client
+	// Interval between probe rounds; 0 means 10s.
+	Interval time.Duration
+	// Timeout of one probe; 0 means 2s.
+	Timeout time.Duration
+	// List returns the caches to probe.
+	List func() ([]Cache, error)
+	// Logger receives health changes.
+	Logger *zap.Logger
+
+	// mu guards state.
+	mu    sync.Mutex
+	state map[string]health
+}
+
+type health struct {
+	ok      bool
+	checked time.Time
+	err     string
+}
+
+// Healthy reports whether the cache answered its last probe.
+func (p *Prober) Healthy(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state[name].ok
+}
+
+// Status returns the last probe result of a cache.
+func (p *Prober) Status(name string) (ok bool, checked time.Time, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.state[name]
+	return h.ok, h.checked, h.err
+}
+
+// Probe checks one cache now and records the result.
+func (p *Prober) Probe(ctx context.Context, c Cache) bool {
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	h := health{checked: time.Now()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Host+"/healthz", nil)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = p.Client.Do(req); err == nil {
+			resp.Body.Close()
+			h.ok = resp.StatusCode == http.StatusOK
+			if !h.ok {
+				h.err = resp.Status
+			}
+		}
+	}
+	if err != nil {
+		h.err = err.Error()
+	}
+	p.mu.Lock()
+	if p.state == nil {
+		p.state = map[string]health{}
+	}
+	prev, seen := p.state[c.Name]
+	p.state[c.Name] = h
+	p.mu.Unlock()
+	if p.Logger != nil && (!seen || prev.ok != h.ok) {
+		if h.ok {
+			p.Logger.Info("cache healthy", zap.String("cache", c.Name), zap.String("host", c.Host))
+		} else {
+			p.Logger.Warn("cache unhealthy; its users pull from the origin", zap.String("cache", c.Name), zap.String("host", c.Host), zap.String("reason", h.err))
+		}
+	}
+	return h.ok
+}
+
+// Forget drops a removed cache's state.
+func (p *Prober) Forget(name string) {
+	p.mu.Lock()
+	delete(p.state, name)
+	p.mu.Unlock()
+}
+
+// Run probes every cache each Interval until ctx ends.
+func (p *Prober) Run(ctx context.Context) {
+	interval := p.Interval
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		caches, err := p.List()
+		if err == nil {
+			var wg sync.WaitGroup
+			for _, c := range caches {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					p.Probe(ctx, c)
+				}()
+			}
+			wg.Wait()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,46 @@
+package origin
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the origin's own metrics.
+type Metrics struct {
+	redirects *prometheus.CounterVec
+	direct    *prometheus.CounterVec
+	authz     *prometheus.CounterVec
+}
+
+// NewMetrics registers the origin metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dtrcache_origin_redirects_total", Help: "Blob GETs redirected to a cache, by cache.",
+		}, []string{"cache"}),
+		direct: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dtrcache_origin_direct_blobs_total",
+			Help: "Blob GETs the origin served itself, by reason (no_cache, cache_unhealthy, cache_request, token).",
+		}, []string{"reason"}),
+		authz: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dtrcache_origin_authz_total", Help: "Authorization decisions by action and result (allowed, denied, unauthenticated).",
+		}, []string{"action", "result"}),
+	}
+	reg.MustRegister(m.redirects, m.direct, m.authz)
+	return m
+}
+
+func (m *Metrics) redirect(cache string) {
+	if m != nil {
+		m.redirects.WithLabelValues(cache).Inc()
+	}
+}
+
+func (m *Metrics) directBlob(reason string) {
+	if m != nil {
+		m.direct.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) decision(action, result string) {
+	if m != nil {
+		m.authz.WithLabelValues(action, result).Inc()
+	}
+}

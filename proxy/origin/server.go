@@ -1,0 +1,345 @@
+package origin
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"github.com/dtrcache/dtrcache/policy"
+	"github.com/dtrcache/dtrcache/proxy/regapi"
+	"github.com/dtrcache/dtrcache/proxy/serve"
+	"go.uber.org/zap"
+)
+
+// TokenHeader carries a redirect token a cache forwards with its fill
+// requests (the same header the cache package reads).
+const TokenHeader = "X-Dtrcache-Token"
+
+// Config configures the origin gateway.
+type Config struct {
+	// Backend is the registry behind the origin.
+	Backend *url.URL
+	// BackendUser and BackendPassword, if set, authenticate the origin to
+	// the backend (Basic).
+	BackendUser, BackendPassword string
+	// Transport reaches the backend (TLS trust); nil means the default.
+	Transport http.RoundTripper
+	// Users are the accounts (htpasswd); Access the repository rules.
+	Users  *policy.Users
+	Access *policy.Access
+	// Keys sign redirect tokens and verify forwarded ones.
+	Keys *KeyRing
+	// DB holds caches and user settings; Prober their health.
+	DB     *DB
+	Prober *Prober
+	// Realm is the Basic auth realm. "" means "dtrcache".
+	Realm string
+	// Logger receives errors; Audit one line per authorization decision.
+	Logger, Audit *zap.Logger
+	// Metrics, if set, counts redirects, direct serves and decisions.
+	Metrics *Metrics
+}
+
+// Server is the origin's HTTP handler.
+type Server struct {
+	c     Config
+	proxy *httputil.ReverseProxy
+	api   http.Handler
+}
+
+// New returns an origin server.
+func New(c Config) (*Server, error) {
+	if c.Backend == nil || c.Users == nil || c.Access == nil || c.Keys == nil || c.DB == nil || c.Prober == nil {
+		return nil, errors.New("origin: backend, users, access, keys, db and prober are required")
+	}
+	if c.Realm == "" {
+		c.Realm = "dtrcache"
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Audit == nil {
+		c.Audit = c.Logger
+	}
+	s := &Server{c: c}
+	s.proxy = &httputil.ReverseProxy{
+		Rewrite:        s.rewrite,
+		Transport:      c.Transport,
+		ModifyResponse: s.modifyResponse,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return
+			}
+			serve.FieldsFrom(r.Context()).Err = err
+			regapi.WriteError(w, r, regapi.Errorf(http.StatusBadGateway, regapi.CodeUnavailable, "backend registry unavailable", err))
+		},
+	}
+	s.api = s.apiHandler()
+	return s, nil
+}
+
+// ServeHTTP routes the registry API, the caches API and the key set.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.URL.Path == "/.well-known/jwks.json":
+		serve.FieldsFrom(r.Context()).Route = "jwks"
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write(s.c.Keys.JWKS())
+	case strings.HasPrefix(r.URL.Path, "/api/v0/"):
+		serve.FieldsFrom(r.Context()).Route = "api"
+		s.api.ServeHTTP(w, r)
+	default:
+		s.serveRegistry(w, r)
+	}
+}
+
+// identity is who sent a request.
+type identity struct {
+	user  string // "" when anonymous
+	cache string // the cache whose account this is, if any
+}
+
+// identify checks Basic credentials. Anonymous requests are not an error.
+func (s *Server) identify(r *http.Request) (identity, error) {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		return identity{}, nil
+	}
+	if err := s.c.Users.Authenticate(user, pass); err != nil {
+		return identity{}, s.challenge(regapi.Errorf(http.StatusUnauthorized, regapi.CodeUnauthorized, "invalid username or password", err))
+	}
+	id := identity{user: user}
+	if caches, err := s.c.DB.Caches(); err == nil {
+		for _, c := range caches {
+			if c.Account != "" && c.Account == user {
+				id.cache = c.Name
+			}
+		}
+	}
+	serve.FieldsFrom(r.Context()).User = user
+	return id, nil
+}
+
+// challenge adds the Basic challenge to a 401.
+func (s *Server) challenge(e *regapi.Error) *regapi.Error {
+	return e.WithHeader("WWW-Authenticate", `Basic realm="`+s.c.Realm+`"`)
+}
+
+// action is what a registry request needs.
+func action(r *http.Request, route regapi.Route) policy.Action {
+	if route.Kind == regapi.KindUpload {
+		return policy.ActionPush
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		return policy.ActionPull
+	}
+	return policy.ActionPush
+}
+
+func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
+	f := serve.FieldsFrom(r.Context())
+	route, err := regapi.ParseRoute(r.URL.EscapedPath())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f.Route, f.Repo = route.Kind.String(), route.Name
+	if !route.Digest.IsZero() {
+		f.Digest = route.Digest.String()
+	}
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	id, err := s.identify(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	switch route.Kind {
+	case regapi.KindBase:
+		if id.user == "" {
+			s.fail(w, r, s.challenge(regapi.NewError(http.StatusUnauthorized, regapi.CodeUnauthorized, "authentication required")))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "{}")
+		return
+	case regapi.KindCatalog:
+		s.serveCatalog(w, r, id)
+		return
+	}
+	if route.Kind == regapi.KindBlob && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		if tok := blobToken(r); tok != "" {
+			s.serveTokenBlob(w, r, route, id, tok)
+			return
+		}
+	}
+	act := action(r, route)
+	if err := s.authorize(r, id, route.Name, act, ""); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if route.Kind == regapi.KindUpload && r.Method == http.MethodPost && r.URL.Query().Get("from") != "" {
+		// A cross-repository mount also reads the source repository.
+		from := r.URL.Query().Get("from")
+		if !regapi.ValidName(from) || s.authorize(r, id, from, policy.ActionPull, "mount source") != nil {
+			q := r.URL.Query()
+			q.Del("mount")
+			q.Del("from")
+			r.URL.RawQuery = q.Encode() // the backend starts a plain upload instead
+		}
+	}
+	if route.Kind == regapi.KindBlob && r.Method == http.MethodGet {
+		if s.redirect(w, r, route, id) {
+			return
+		}
+	}
+	s.proxy.ServeHTTP(w, r)
+}
+
+// blobToken returns a redirect token presented with a blob request.
+func blobToken(r *http.Request) string {
+	if t := r.URL.Query().Get("token"); t != "" {
+		return t
+	}
+	return r.Header.Get(TokenHeader)
+}
+
+// authorize decides, logs the decision for audit, and maps a denial.
+func (s *Server) authorize(r *http.Request, id identity, repo string, act policy.Action, why string) error {
+	d := s.c.Access.Decide(id.user, repo, act)
+	result := "allowed"
+	if !d.Allowed {
+		result = "denied"
+		if id.user == "" {
+			result = "unauthenticated"
+		}
+	}
+	s.c.Metrics.decision(string(act), result)
+	fields := []zap.Field{zap.String("user", id.user), zap.String("repo", repo), zap.String("action", string(act)),
+		zap.Bool("allowed", d.Allowed), zap.String("reason", d.Reason), zap.String("remote", r.RemoteAddr)}
+	if id.cache != "" {
+		fields = append(fields, zap.String("cache", id.cache))
+	}
+	if why != "" {
+		fields = append(fields, zap.String("for", why))
+	}
+	s.c.Audit.Info("authorization", fields...)
+	switch result {
+	case "unauthenticated":
+		return s.challenge(regapi.NewError(http.StatusUnauthorized, regapi.CodeUnauthorized, "authentication required"))
+	case "denied":
+		return regapi.NewError(http.StatusForbidden, regapi.CodeDenied, "requested access to the resource is denied")
+	}
+	return nil
+}
+
+// serveTokenBlob serves a blob to a request authorized by a redirect token
+// (a cache filling, forwarding its user's token): served here, never
+// redirected again.
+func (s *Server) serveTokenBlob(w http.ResponseWriter, r *http.Request, route regapi.Route, id identity, tok string) {
+	f := serve.FieldsFrom(r.Context())
+	v := policy.Verifier{Keys: s.c.Keys, Issuer: s.c.Keys.Issuer}
+	claims, err := v.Verify(tok, route.Name, route.Digest.String())
+	if err != nil {
+		s.c.Audit.Info("authorization", zap.String("user", id.user), zap.String("repo", route.Name), zap.String("action", "pull"),
+			zap.Bool("allowed", false), zap.String("reason", "invalid redirect token: "+err.Error()), zap.String("remote", r.RemoteAddr))
+		s.c.Metrics.decision("pull", "denied")
+		status, code := http.StatusUnauthorized, regapi.CodeUnauthorized
+		if errors.Is(err, policy.ErrClaimMismatch) {
+			status, code = http.StatusForbidden, regapi.CodeDenied
+		}
+		s.fail(w, r, regapi.Errorf(status, code, "invalid redirect token", err))
+		return
+	}
+	f.User = claims.Subject
+	f.Result = "token"
+	s.c.Audit.Info("authorization", zap.String("user", claims.Subject), zap.String("repo", route.Name), zap.String("action", "pull"),
+		zap.Bool("allowed", true), zap.String("reason", "redirect token for cache "+claims.Audience), zap.String("cache", id.cache),
+		zap.String("remote", r.RemoteAddr))
+	s.c.Metrics.decision("pull", "allowed")
+	s.c.Metrics.directBlob("token")
+	s.proxy.ServeHTTP(w, r)
+}
+
+// redirect sends an authorized blob GET to the user's cache if it is
+// registered and healthy; it reports whether it did.
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route regapi.Route, id identity) bool {
+	f := serve.FieldsFrom(r.Context())
+	if id.cache != "" {
+		f.Result = "cache_request"
+		s.c.Metrics.directBlob("cache_request")
+		return false
+	}
+	if id.user == "" {
+		s.c.Metrics.directBlob("no_cache")
+		return false
+	}
+	st, err := s.c.DB.Settings(id.user)
+	if err != nil || st.ContentCache == "" {
+		f.Result = "direct"
+		s.c.Metrics.directBlob("no_cache")
+		return false
+	}
+	c, err := s.c.DB.Cache(st.ContentCache)
+	if err != nil || !s.c.Prober.Healthy(c.Name) {
+		f.Result = "direct_cache_down"
+		s.c.Metrics.directBlob("cache_unhealthy")
+		return false
+	}
+	tok, _, err := s.c.Keys.Signer().Sign(id.user, c.Name, route.Name, route.Digest.String())
+	if err != nil {
+		s.c.Logger.Error("signing a redirect token", zap.Error(err))
+		return false
+	}
+	loc := c.Host + "/v2/" + route.Name + "/blobs/" + route.Digest.String() + "?token=" + url.QueryEscape(tok)
+	f.Result = "redirect:" + c.Name
+	s.c.Metrics.redirect(c.Name)
+	w.Header().Set("Location", loc)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusTemporaryRedirect)
+	return true
+}
+
+// rewrite prepares a request for the backend: its URL, the origin's own
+// credentials instead of the user's, and forwarding headers so the backend
+// builds URLs (upload locations) for the origin's host.
+func (s *Server) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(s.c.Backend)
+	pr.SetXForwarded()
+	pr.Out.Host = pr.In.Host
+	pr.Out.Header.Del("Authorization")
+	pr.Out.Header.Del(TokenHeader)
+	if q := pr.Out.URL.Query(); q.Has("token") {
+		q.Del("token")
+		pr.Out.URL.RawQuery = q.Encode()
+	}
+	if s.c.BackendUser != "" {
+		pr.Out.SetBasicAuth(s.c.BackendUser, s.c.BackendPassword)
+	}
+}
+
+// modifyResponse hides the backend's own authentication from clients: a
+// 401 from the backend means the origin's credentials are wrong.
+func (s *Server) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode == http.StatusUnauthorized {
+		resp.Body.Close()
+		return errors.New("backend refused the origin's credentials")
+	}
+	resp.Header.Del("WWW-Authenticate")
+	return nil
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	serve.FieldsFrom(r.Context()).Err = err
+	regapi.WriteError(w, r, err)
+}
+
+// Run probes caches and reloads keys until ctx ends.
+func (s *Server) Run(ctx context.Context) {
+	s.c.Prober.Run(ctx)
+}
