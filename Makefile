@@ -4,7 +4,12 @@ BIN     ?= bin/dtrcache
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build deps lint test test-go test-shell bench fuzz clean
+.PHONY: all build deps lint test test-go test-shell bench fuzz clean dist image up down demo
+
+IMAGE         ?= dtrcache:dev
+TESTENV_IMAGE ?= dtrcache-testenv:dev
+COMPOSE       ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+TESTENV_TOOLS := registry wan seed probe splitproxy
 
 all: build
 
@@ -28,6 +33,11 @@ test-shell: build
 
 test: deps lint test-go test-shell
 
+# demo runs the US/Asia topology and pulls through it (DEMO_FLAGS, e.g.
+# "--keep" or "--layers 8 --layer-size 64MiB").
+demo: build
+	$(BIN) demo $(DEMO_FLAGS)
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./casstore/ ./proxy/
 
@@ -39,6 +49,29 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# dist assembles the image build contexts: static binaries, CA
+# certificates and a non-root user, so the images build FROM scratch
+# without pulling anything.
+dist: build
+	rm -rf dist && mkdir -p dist/dtrcache/var/lib/dtrcache dist/testenv/data
+	cp $(BIN) dist/dtrcache/dtrcache
+	for t in $(TESTENV_TOOLS); do CGO_ENABLED=0 $(GO) build -trimpath -o dist/testenv/$$t ./testenv/cmd/$$t || exit 1; done
+	for d in dist/dtrcache dist/testenv; do \
+	  cp /etc/ssl/certs/ca-certificates.crt $$d/ && \
+	  printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/var/lib/dtrcache:/sbin/nologin\n' > $$d/passwd && \
+	  printf 'root:x:0:\nnonroot:x:65532:\n' > $$d/group; done
+
+image: dist
+	docker build -q -t $(IMAGE) -f Dockerfile dist/dtrcache
+	docker build -q -t $(TESTENV_IMAGE) -f testenv/Dockerfile dist/testenv
+
+# up starts the compose stack and waits until the seed job has finished.
+up: image
+	COMPOSE="$(COMPOSE)" testenv/scripts/compose-up.sh
+
+down:
+	$(COMPOSE) down -v --remove-orphans
 
 clean:
 	rm -rf bin dist

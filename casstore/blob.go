@@ -173,19 +173,21 @@ type section struct {
 
 // availability is what a reader may do at an offset of a running fill.
 type availability struct {
-	n       int64 // bytes readable now
-	ph      phase
-	err     error         // the fill's error, if it failed
-	far     bool          // the offset is far ahead of the fill
-	changed chan struct{} // closed on the next change
+	n        int64 // bytes readable now
+	ph       phase
+	verified bool          // every byte is on disk and verified
+	err      error         // the fill's error, if it failed
+	far      bool          // the offset is far ahead of the fill
+	changed  chan struct{} // closed on the next change
 }
 
 // avail reports how many bytes are readable at off now, and why not if none.
 func (f *fill) avail(off int64, farAhead int64) availability {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	a := availability{ph: f.phase, err: f.err, changed: f.changed}
-	if a.ph != phaseFilling && a.ph != phaseCommitted || f.size >= 0 && off >= f.size {
+	a := availability{ph: f.phase, verified: f.verified, err: f.err, changed: f.changed}
+	readable := a.ph == phaseFilling || a.ph == phaseCommitted || a.verified && a.ph != phaseFailed
+	if !readable || f.size >= 0 && off >= f.size {
 		return a
 	}
 	c := int(off / f.chunk)
@@ -196,7 +198,7 @@ func (f *fill) avail(off int64, farAhead int64) availability {
 	front := cstart + f.prog[c]
 	if off < front {
 		a.n = front - off
-		if a.ph != phaseCommitted {
+		if !a.verified {
 			// Hold back the last byte until the blob is verified.
 			last := f.size - 1
 			if f.size < 0 {
@@ -249,11 +251,11 @@ func (s *section) Read(p []byte) (int, error) {
 			return s.startDirect(p)
 		}
 		switch {
-		case a.ph == phaseCommitted && f.sizeKnownAt(s.off):
+		case (a.verified || a.ph == phaseCommitted) && f.sizeKnownAt(s.off):
 			return 0, io.EOF
 		case a.ph == phaseFailed:
 			return 0, a.err
-		case a.ph == phaseWriteFailed, a.far, !s.b.held && a.ph != phaseStarting:
+		case a.ph == phaseWriteFailed && !a.verified, a.far, !s.b.held && a.ph != phaseStarting:
 			return s.startDirect(p)
 		}
 		select {

@@ -43,7 +43,7 @@ func put(t testing.TB, s *Store, data []byte) Digest {
 		t.Fatal(err)
 	}
 	b.Close()
-	waitFor(t, func() bool { _, err := s.Stat(d); return err == nil })
+	waitFor(t, func() bool { _, err := s.Stat(d); return err == nil && s.Stats().FillsInFlight == 0 })
 	return d
 }
 

@@ -90,6 +90,7 @@ type fill struct {
 	file     fillFile
 	refs     int           // holders of file: the fill and its readers
 	reserved int64         // bytes counted in Store.reserved until the fill ends
+	verified bool          // every byte is on disk and matched the digest
 	changed  chan struct{} // closed and replaced on every change
 }
 
@@ -253,6 +254,12 @@ func (f *fill) run() {
 		f.fail(Permanent(fmt.Errorf("%w: %s", ErrDigestMismatch, f.d)))
 		return
 	}
+	// Readers may have the last byte now: the content is verified. Making
+	// it durable and visible (fsync, rename, index) follows without them.
+	f.mu.Lock()
+	f.verified = true
+	f.notifyLocked()
+	f.mu.Unlock()
 	if err := f.commit(); err != nil {
 		f.writeFailed(err)
 		return

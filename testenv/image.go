@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
+	"golang.org/x/sync/errgroup"
 )
 
 // ImageSpec describes a generated image.
@@ -177,9 +178,14 @@ type PullResult struct {
 	Bytes  int64 // layer bytes read
 }
 
+// PullConcurrency is how many layers Pull downloads at once, like
+// Docker's default max-concurrent-downloads.
+const PullConcurrency = 3
+
 // Pull fetches an image's manifest, config and every layer, reading each
-// layer fully (go-containerregistry verifies each digest as it reads).
-// progress, if set, is called with bytes as they arrive.
+// layer fully (go-containerregistry verifies each digest as it reads),
+// PullConcurrency layers at a time. progress, if set, is called with bytes
+// as they arrive (from several goroutines).
 func Pull(ctx context.Context, ref string, o RemoteOptions, progress func(n int64)) (PullResult, error) {
 	r, err := ParseRef(ref)
 	if err != nil {
@@ -200,25 +206,37 @@ func Pull(ctx context.Context, ref string, o RemoteOptions, progress func(n int6
 	if err != nil {
 		return res, err
 	}
-	for _, l := range layers {
-		d, err := l.Digest()
-		if err != nil {
-			return res, err
-		}
-		rc, err := l.Compressed()
-		if err != nil {
-			return res, fmt.Errorf("pull %s layer %s: %w", ref, d, err)
-		}
-		var w io.Writer = io.Discard
-		if progress != nil {
-			w = progressWriter(progress)
-		}
-		n, err := io.Copy(w, rc)
-		rc.Close()
-		if err != nil {
-			return res, fmt.Errorf("pull %s layer %s: %w", ref, d, err)
-		}
-		res.Layers = append(res.Layers, d)
+	res.Layers = make([]v1.Hash, len(layers))
+	sizes := make([]int64, len(layers))
+	g, _ := errgroup.WithContext(ctx)
+	g.SetLimit(PullConcurrency)
+	for i, l := range layers {
+		g.Go(func() error {
+			d, err := l.Digest()
+			if err != nil {
+				return err
+			}
+			rc, err := l.Compressed()
+			if err != nil {
+				return fmt.Errorf("pull %s layer %s: %w", ref, d, err)
+			}
+			defer rc.Close()
+			var w io.Writer = io.Discard
+			if progress != nil {
+				w = progressWriter(progress)
+			}
+			n, err := io.Copy(w, rc)
+			if err != nil {
+				return fmt.Errorf("pull %s layer %s: %w", ref, d, err)
+			}
+			res.Layers[i], sizes[i] = d, n
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return res, err
+	}
+	for _, n := range sizes {
 		res.Bytes += n
 	}
 	return res, nil
@@ -227,3 +245,31 @@ func Pull(ctx context.Context, ref string, o RemoteOptions, progress func(n int6
 type progressWriter func(int64)
 
 func (p progressWriter) Write(b []byte) (int, error) { p(int64(len(b))); return len(b), nil }
+
+// ImageInfo lists an image's digests and sizes.
+type ImageInfo struct {
+	Digest    v1.Hash
+	Config    v1.Hash
+	Layers    []v1.Hash
+	BlobBytes int64 // config + layers
+}
+
+// Describe returns an image's digests and total blob size.
+func Describe(img v1.Image) (ImageInfo, error) {
+	var info ImageInfo
+	var err error
+	if info.Digest, err = img.Digest(); err != nil {
+		return info, err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return info, err
+	}
+	info.Config = m.Config.Digest
+	info.BlobBytes = m.Config.Size
+	for _, l := range m.Layers {
+		info.Layers = append(info.Layers, l.Digest)
+		info.BlobBytes += l.Size
+	}
+	return info, nil
+}

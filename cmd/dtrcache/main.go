@@ -40,6 +40,7 @@ func commands() []command {
 		{"ca", "manage the forward proxy's office CA (init, cert)", runCA},
 		{"warm", "pre-fill a cache with images", runWarm},
 		{"demo", "run an origin + WAN + cache topology and show what the cache saves", runDemo},
+		{"probe", "GET a URL, exit 0 on 2xx (container health checks)", runProbe},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
@@ -92,6 +93,18 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 		return fmt.Errorf("policy: %w", err)
 	}
 	keys := &origin.KeyRing{Dir: cfg.Keys.Dir, Issuer: cfg.Keys.Issuer, TTL: cfg.Keys.TokenTTL.D()}
+	if cfg.Keys.Generate {
+		if signing, _, err := policy.LoadKeyDir(cfg.Keys.Dir); err != nil || signing == nil {
+			k, err := policy.GenerateKey(rand.Reader)
+			if err != nil {
+				return err
+			}
+			if _, _, err := policy.WriteKeyPair(cfg.Keys.Dir, k, time.Now()); err != nil {
+				return fmt.Errorf("keys.generate: %w", err)
+			}
+			log.Warn("generated a token signing key (keys.generate is for development stacks)", zap.String("kid", k.Kid), zap.String("dir", cfg.Keys.Dir))
+		}
+	}
 	if err := keys.Reload(); err != nil {
 		return fmt.Errorf("keys.dir: %w", err)
 	}

@@ -26,9 +26,6 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func runWarm(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return notYet("warm", stderr)
 }
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return notYet("demo", stderr)
-}
 
 func serveForward(ctx context.Context, cfg *config.Cache, srv *cache.Server, log *zap.Logger, reg *prometheus.Registry, ls *cacheListeners) error {
 	_ = net.Listen

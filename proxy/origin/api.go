@@ -29,7 +29,7 @@ type cacheView struct {
 // apiHandler serves the DTR-style JSON API:
 //
 //	GET    /api/v0/content_caches              list (any user)
-//	POST   /api/v0/content_caches              register {name, host, account} (admin)
+//	POST   /api/v0/content_caches              register {name, host, probeHost, account} (admin)
 //	GET    /api/v0/content_caches/{name}       one cache (any user)
 //	DELETE /api/v0/content_caches/{name}       remove (admin)
 //	GET    /api/v0/accounts/{user}/settings    a user's settings (the user, or an admin)
@@ -136,6 +136,14 @@ func (s *Server) addCache(w http.ResponseWriter, r *http.Request, user string) {
 		return
 	}
 	c.Host = strings.TrimRight(c.Host, "/")
+	if c.ProbeHost != "" {
+		pu, err := url.Parse(c.ProbeHost)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			s.fail(w, r, regapi.NewError(http.StatusBadRequest, "INVALID_HOST", "probeHost: want http(s)://host[:port]"))
+			return
+		}
+		c.ProbeHost = strings.TrimRight(c.ProbeHost, "/")
+	}
 	if c.Account != "" && !s.c.Users.Has(c.Account) {
 		s.fail(w, r, regapi.NewError(http.StatusBadRequest, "INVALID_ACCOUNT", "account: no such user"))
 		return

@@ -16,6 +16,9 @@ type Cache struct {
 	Name string `json:"name"`
 	// Host is the cache's base URL, e.g. https://cache-asia.example.org.
 	Host string `json:"host"`
+	// ProbeHost, if set, is where the origin probes the cache's health
+	// when that differs from the clients' URL (NAT, containers).
+	ProbeHost string `json:"probeHost,omitempty"`
 	// Account, if set, is the user the cache authenticates as; its
 	// requests are served, never redirected.
 	Account string    `json:"account,omitempty"`

@@ -57,7 +57,11 @@ func (p *Prober) Probe(ctx context.Context, c Cache) bool {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	h := health{checked: time.Now()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Host+"/healthz", nil)
+	base := c.Host
+	if c.ProbeHost != "" {
+		base = c.ProbeHost
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
 	if err == nil {
 		var resp *http.Response
 		if resp, err = p.Client.Do(req); err == nil {

@@ -41,6 +41,10 @@ type KeysDir struct {
 	Issuer   string   `yaml:"issuer"`
 	TokenTTL Duration `yaml:"token_ttl"`
 	Reload   Duration `yaml:"reload"`
+	// Generate creates a key at start when the directory has none (for
+	// development stacks; production keys are made with `dtrcache keys
+	// generate` and distributed deliberately).
+	Generate bool `yaml:"generate"`
 }
 
 // Probes configures cache health checks.

@@ -7,10 +7,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -32,6 +35,12 @@ func main() {
 	pass := flag.String("password", os.Getenv("SEED_PASSWORD"), "password (env SEED_PASSWORD)")
 	insecureTLS := flag.Bool("insecure-tls", false, "do not verify the registry's TLS certificate")
 	wait := flag.Duration("wait", 30*time.Second, "how long to wait for the registry to answer")
+	api := flag.String("api", "", "origin base URL: after the push, register a cache and set users' settings through its API (as --user)")
+	cacheName := flag.String("cache", "", "with --api: cache name to register")
+	cacheHost := flag.String("cache-host", "", "with --api: the cache URL clients use")
+	cacheProbe := flag.String("cache-probe-host", "", "with --api: the cache URL the origin probes, if different")
+	cacheAccount := flag.String("cache-account", "", "with --api: the cache's account at the origin")
+	cacheUsers := flag.String("cache-users", "", "with --api: comma-separated users whose profile points at the cache")
 	flag.Parse()
 
 	sz, err := config.ParseSize(*size)
@@ -63,6 +72,57 @@ func main() {
 		digests = append(digests, ld.String())
 	}
 	fmt.Printf("manifest %s\nconfig %s\nlayers %s\n", d, cfg, strings.Join(digests, " "))
+	if *api == "" {
+		return
+	}
+	c := apiClient{base: strings.TrimRight(*api, "/"), user: *user, pass: *pass, rt: o.Transport}
+	if *cacheName != "" {
+		body := map[string]string{"name": *cacheName, "host": *cacheHost, "probeHost": *cacheProbe, "account": *cacheAccount}
+		if err := c.call(ctx, http.MethodPost, "/api/v0/content_caches", body, http.StatusCreated, http.StatusConflict); err != nil {
+			fail(err)
+		}
+		fmt.Printf("cache %s registered at %s\n", *cacheName, *cacheHost)
+	}
+	for _, u := range strings.Split(*cacheUsers, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if err := c.call(ctx, http.MethodPatch, "/api/v0/accounts/"+u+"/settings", map[string]string{"contentCache": *cacheName}, http.StatusOK); err != nil {
+			fail(err)
+		}
+		fmt.Printf("user %s pulls through cache %s\n", u, *cacheName)
+	}
+}
+
+// apiClient calls the origin's JSON API.
+type apiClient struct {
+	base, user, pass string
+	rt               http.RoundTripper
+}
+
+func (c apiClient) call(ctx context.Context, method, path string, body any, ok ...int) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(c.user, c.pass)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: c.rt, Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	for _, code := range ok {
+		if resp.StatusCode == code {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
 }
 
 // waitFor polls the registry's /v2/ until it answers.

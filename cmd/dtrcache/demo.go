@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
+	"github.com/dtrcache/dtrcache/testenv"
+	"github.com/dtrcache/dtrcache/testenv/wan"
+	"github.com/schollz/progressbar/v3"
+	"go.uber.org/zap"
+	"golang.org/x/term"
+)
+
+// demoFlags are the settings of `dtrcache demo`.
+type demoFlags struct {
+	layers              int
+	layerSize           string
+	latency             time.Duration
+	bandwidth, perConn  string
+	realistic, keep     bool
+	seed                uint64
+	dir, logFile, image string
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("demo", "demo [flags]", stderr)
+	var f demoFlags
+	fs.IntVar(&f.layers, "layers", 4, "number of image layers")
+	fs.StringVar(&f.layerSize, "layer-size", "48MiB", "size of each layer (before compression)")
+	fs.DurationVar(&f.latency, "latency", 90*time.Millisecond, "WAN latency, each way")
+	fs.StringVar(&f.bandwidth, "bandwidth", "200Mbit", "WAN bandwidth, shared by all connections (e.g. 200Mbit, 25MB/s)")
+	fs.StringVar(&f.perConn, "per-conn-bandwidth", "0", "cap of each WAN connection (a long fat network); 0 for none")
+	fs.BoolVar(&f.realistic, "realistic", true, "gzipped tar layers (pullable by docker); false: incompressible random layers")
+	fs.BoolVar(&f.keep, "keep", false, "leave the topology running and print commands to try by hand (Ctrl-C stops it)")
+	fs.Uint64Var(&f.seed, "seed", 1, "content seed of the generated image")
+	fs.StringVar(&f.dir, "dir", "", "keep the stores in this directory (default: a temporary one, removed at the end)")
+	fs.StringVar(&f.logFile, "log", "", "write the servers' logs (JSON) to this file")
+	fs.StringVar(&f.image, "image", "website/ui:3-stable", "repository:tag of the demo image")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := demo(ctx, f, stdout); err != nil {
+		fmt.Fprintf(stderr, "dtrcache demo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// pullRow is one line of the demo's table.
+type pullRow struct {
+	name     string
+	took     time.Duration
+	wanBytes int64
+}
+
+func demo(ctx context.Context, f demoFlags, out io.Writer) error {
+	size, err := config.ParseSize(f.layerSize)
+	if err != nil {
+		return fmt.Errorf("--layer-size: %w", err)
+	}
+	bw, err := wan.ParseBandwidth(f.bandwidth)
+	if err != nil {
+		return fmt.Errorf("--bandwidth: %w", err)
+	}
+	perConn, err := wan.ParseBandwidth(f.perConn)
+	if err != nil {
+		return fmt.Errorf("--per-conn-bandwidth: %w", err)
+	}
+	log := zap.NewNop()
+	if f.logFile != "" {
+		lf, err := os.Create(f.logFile)
+		if err != nil {
+			return err
+		}
+		defer lf.Close()
+		if log, err = newLogger("info", "json", lf); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "dtrcache demo: a US origin, an Asia office cache, and a WAN between them\n")
+	fmt.Fprintf(out, "  WAN: %s each way, %s shared by all connections", f.latency, human(bw*8, "bit/s"))
+	if perConn > 0 {
+		fmt.Fprintf(out, ", %s per connection", human(perConn*8, "bit/s"))
+	}
+	fmt.Fprintln(out)
+	tp, err := testenv.StartTopology(ctx, testenv.TopologyOptions{
+		Dir:    f.dir,
+		WAN:    wan.Config{Latency: f.latency, Bandwidth: bw, PerConnBandwidth: perConn},
+		Fill:   casstore.FillOptions{Parallel: config.DefaultParallel, ChunkSize: config.DefaultChunk},
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer tp.Close()
+	fmt.Fprintf(out, "  origin %s (backend registry %s), cache %q at %s\n", tp.OriginURL, tp.Registry.URL, tp.CacheName, tp.CacheURL)
+
+	fmt.Fprintf(out, "Seeding %s: %d layers of %s (%s)… ", f.image, f.layers, f.layerSize, map[bool]string{true: "gzipped tar", false: "random"}[f.realistic])
+	info, err := tp.Seed(ctx, f.image, testenv.ImageSpec{Layers: f.layers, LayerSize: int64(size), Seed: f.seed, Realistic: f.realistic})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s of blobs, manifest %s\n", human(info.BlobBytes, "B"), info.Digest.String()[:19])
+
+	var rows []pullRow
+	pull := func(name string) error {
+		tp.Link.ResetStats()
+		bar := newBar(info.BlobBytes, name, out)
+		start := time.Now()
+		res, err := tp.PullAs(ctx, "alice", f.image, func(n int64) { bar.Add64(n) })
+		bar.Finish()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if res.Digest != info.Digest {
+			return fmt.Errorf("%s: pulled %s, want %s", name, res.Digest, info.Digest)
+		}
+		st := tp.Link.Stats()
+		rows = append(rows, pullRow{name: name, took: time.Since(start), wanBytes: st.BytesDown + st.BytesUp})
+		return nil
+	}
+	fmt.Fprintln(out, "alice pulls the image three ways:")
+	if err := pull("direct from the origin"); err != nil {
+		return err
+	}
+	if err := tp.SetUserCache(ctx, "alice", tp.CacheName); err != nil {
+		return err
+	}
+	for _, name := range []string{"cold, through the cache", "warm, from the cache"} {
+		if err := pull(name); err != nil {
+			return err
+		}
+	}
+	printTable(out, rows)
+	saved := rows[0].wanBytes - rows[2].wanBytes
+	fmt.Fprintf(out, "\nThe warm pull sent %s over the WAN instead of %s: the cache saved %s (%.1f%%) for every later pull in the office.\n",
+		human(rows[2].wanBytes, "B"), human(rows[0].wanBytes, "B"), human(saved, "B"), 100*float64(saved)/float64(max(rows[0].wanBytes, 1)))
+	st := tp.CacheStore.Stats()
+	fmt.Fprintf(out, "The cache holds %d blobs (%s); it filled each once (%d fills, %s from upstream).\n",
+		st.Blobs, human(st.Bytes, "B"), st.Misses, human(st.BytesFilled, "B"))
+	if !f.keep {
+		return nil
+	}
+	fmt.Fprintf(out, `
+The topology keeps running (Ctrl-C stops it). Users admin, alice and bob share the password %q;
+alice's pulls go to the cache, bob's to the origin.
+
+  docker login %[2]s -u alice            # loopback registries may use plain HTTP
+  docker image pull %[2]s/%[3]s
+  skopeo copy --src-tls-verify=false --src-creds alice:%[1]s docker://%[2]s/%[3]s dir:/tmp/ui
+  curl -s %[4]s/metrics | grep -E '^dtrcache_(blob|store)'
+  curl -s -u admin:%[1]s %[5]s/api/v0/content_caches
+`, tp.Password, tp.OriginHost, f.image, tp.CacheURL, tp.OriginURL)
+	sig, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-sig.Done()
+	fmt.Fprintln(out, "\nstopping")
+	return nil
+}
+
+// newBar returns a byte progress bar, or a silent one when out is not a
+// terminal (logs stay readable).
+func newBar(total int64, desc string, out io.Writer) *progressbar.ProgressBar {
+	f, ok := out.(*os.File)
+	visible := ok && term.IsTerminal(int(f.Fd()))
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(out),
+		progressbar.OptionSetVisibility(visible),
+		progressbar.OptionSetDescription(fmt.Sprintf("  %-26s", desc)),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionShowElapsedTimeOnFinish(),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(out) }),
+	)
+}
+
+func printTable(out io.Writer, rows []pullRow) {
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 3, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "pull\ttime\tover the WAN\tspeed-up\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%.2fs\t%s\t%.1f×\t\n", r.name, r.took.Seconds(), human(r.wanBytes, "B"), rows[0].took.Seconds()/r.took.Seconds())
+	}
+	tw.Flush()
+}
+
+// human formats a quantity with SI prefixes.
+func human(v int64, unit string) string {
+	f := float64(v)
+	for _, p := range []string{"", "k", "M", "G", "T"} {
+		if f < 1000 || p == "T" {
+			if p == "" {
+				return fmt.Sprintf("%d %s", v, unit)
+			}
+			return fmt.Sprintf("%.1f %s%s", f, p, unit)
+		}
+		f /= 1000
+	}
+	return ""
+}
