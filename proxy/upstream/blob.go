@@ -42,6 +42,16 @@ func (c *Client) FetchBlob(ctx context.Context, repo string, d casstore.Digest, 
 	if err != nil {
 		return casstore.Stream{}, err
 	}
+	return StreamOf(resp, off)
+}
+
+// StreamOf turns the response to a blob GET for the bytes from off into a
+// casstore.Stream: a 200 (the skipped prefix is read and discarded) or a
+// 206 whose Content-Range starts at off. Any other status becomes a
+// *StatusError, wrapped with casstore.Permanent unless retrying may help
+// (5xx, 429, 408). On error the body is closed. The forward proxy uses it
+// for fills made with a client's own credentials.
+func StreamOf(resp *http.Response, off int64) (casstore.Stream, error) {
 	switch resp.StatusCode {
 	case http.StatusOK:
 		size := resp.ContentLength
