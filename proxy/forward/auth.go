@@ -1,0 +1,123 @@
+package forward
+
+import (
+	"crypto/sha256"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// MaxAuthTTL is the longest a positive authorization answer is remembered.
+const MaxAuthTTL = 60 * time.Second
+
+// maxAuthEntries bounds the authorization cache.
+const maxAuthEntries = 100_000
+
+// authKey identifies one positive answer of a registry: this credential
+// may read this blob through this repository.
+//
+// The digest is part of the key on purpose. A registry answers a blob
+// request per repository: GET /v2/a/blobs/<d> is 404 when <d> is not
+// linked in a, even for a user who may pull a. Remembering "may read
+// repository a" alone would let that user read any cached blob by naming
+// its digest under a.
+type authKey struct {
+	cred   [sha256.Size]byte // sha256 of the client's credentials (credential)
+	host   string            // the registry, host:port
+	repo   string
+	digest string
+}
+
+// credential hashes what authorizes a request at a registry: the
+// Authorization header, and cookies and the query string for registries
+// that authorize by those. The values themselves are never stored.
+func credential(r *http.Request) [sha256.Size]byte {
+	h := sha256.New()
+	for _, v := range []string{r.Header.Get("Authorization"), r.Header.Get("Cookie"), r.URL.RawQuery} {
+		h.Write([]byte(v))
+		h.Write([]byte{0})
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// authCache remembers positive authorization answers for ttl. It is safe
+// for concurrent use.
+type authCache struct {
+	ttl time.Duration
+	now func() time.Time
+
+	// mu guards expires.
+	mu      sync.Mutex
+	expires map[authKey]time.Time
+}
+
+func newAuthCache(ttl time.Duration, now func() time.Time) *authCache {
+	if now == nil {
+		now = time.Now
+	}
+	return &authCache{ttl: ttl, now: now, expires: map[authKey]time.Time{}}
+}
+
+// allowed reports whether k was answered positively less than ttl ago.
+func (c *authCache) allowed(k authKey) bool {
+	if c.ttl <= 0 {
+		return false
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, ok := c.expires[k]
+	if ok && !now.Before(exp) {
+		delete(c.expires, k)
+		return false
+	}
+	return ok
+}
+
+// remember records a positive answer for k.
+func (c *authCache) remember(k authKey) {
+	if c.ttl <= 0 {
+		return
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.expires) >= maxAuthEntries {
+		c.sweepLocked(now)
+	}
+	c.expires[k] = now.Add(c.ttl)
+}
+
+// forget drops every answer for a repository (after a DELETE in it went
+// to the registry), so a deleted blob is not served from the store.
+func (c *authCache) forget(host, repo string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.expires {
+		if k.host == host && k.repo == repo {
+			delete(c.expires, k)
+		}
+	}
+}
+
+// sweepLocked drops expired answers, or all of them if none has expired
+// (the cache is then full of answers younger than ttl: asking again is
+// cheaper than growing without bound).
+func (c *authCache) sweepLocked(now time.Time) {
+	for k, exp := range c.expires {
+		if !now.Before(exp) {
+			delete(c.expires, k)
+		}
+	}
+	if len(c.expires) >= maxAuthEntries {
+		clear(c.expires)
+	}
+}
+
+func (c *authCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.expires)
+}

@@ -1,0 +1,153 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/proxy/regapi"
+	"github.com/dtrcache/dtrcache/proxy/upstream"
+)
+
+// serveIntercepted answers a request for an intercepted registry: blob
+// reads from the store, everything else forwarded unchanged.
+func (p *Proxy) serveIntercepted(w http.ResponseWriter, r *http.Request, t target) {
+	route, err := regapi.ParseRoute(r.URL.EscapedPath())
+	if err == nil && route.Kind == regapi.KindBlob && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		p.serveBlob(w, r, t, route)
+		return
+	}
+	p.forward(w, r)
+	if r.Method == http.MethodDelete && route.Name != "" {
+		// After the registry acted: a blob deleted from a repository must
+		// not be served through it from the store.
+		p.auth.forget(t.String(), route.Name)
+	}
+}
+
+// forward sends r to the registry unchanged and relays the answer
+// (goproxy: the transport, header handling, streaming, trailers).
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
+	fieldsFrom(r.Context()).result = "forward"
+	p.gp.ServeHTTP(w, r)
+}
+
+// serveBlob answers GET or HEAD of a blob. The registry authorizes first
+// (a HEAD with the client's credentials, or a positive answer remembered
+// for this credential, repository and digest); anything but a yes is
+// forwarded so the client gets the registry's own answer. Then: a hit is
+// served from the store; a miss joins or starts the one fill of the
+// digest, made with the credentials of the client that starts it.
+func (p *Proxy) serveBlob(w http.ResponseWriter, r *http.Request, t target, route regapi.Route) {
+	f := fieldsFrom(r.Context())
+	d := route.Digest
+	f.repo, f.digest = route.Name, d.String()
+	key := authKey{cred: credential(r), host: t.String(), repo: route.Name, digest: d.String()}
+	if p.auth.allowed(key) {
+		f.auth = "cached"
+	} else {
+		ok, err := p.probe(r, t, route)
+		switch {
+		case err != nil:
+			f.auth, f.err = "error", err
+		case !ok:
+			f.auth = "denied"
+		default:
+			f.auth = "allowed"
+			p.auth.remember(key)
+		}
+	}
+	p.metrics.authCheck(f.auth)
+	switch f.auth {
+	case "error":
+		f.result = "error"
+		regapi.WriteError(w, r, regapi.Errorf(http.StatusBadGateway, regapi.CodeUnavailable, "registry unreachable", f.err))
+		return
+	case "denied":
+		p.forward(w, r)
+		return
+	}
+	if regapi.NotModified(r, d.String()) {
+		f.result = "not_modified"
+		regapi.BlobHeaders(w.Header(), d.String(), "")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	var blob *casstore.Blob
+	var err error
+	if r.Method == http.MethodHead {
+		// A HEAD never starts a fill; on a miss the registry answers it.
+		blob, err = p.store.Open(d)
+		if errors.Is(err, casstore.ErrNotFound) {
+			p.forward(w, r)
+			return
+		}
+		f.result = "hit"
+	} else {
+		var res casstore.Result
+		blob, res, err = p.store.Fill(r.Context(), d, p.source(r, t, route), p.fill)
+		f.result = res.String()
+	}
+	if err != nil {
+		var se *upstream.StatusError
+		if errors.As(err, &se) && se.Status < 500 || errors.Is(err, casstore.ErrTooLarge) {
+			// The registry refused the GET after all, or the store will not
+			// hold the blob: the client gets the registry's own answer.
+			f.err = err
+			p.forward(w, r)
+			return
+		}
+		f.result, f.err = "error", err
+		regapi.WriteError(w, r, regapi.Errorf(http.StatusBadGateway, regapi.CodeUnavailable, "blob not available from the registry", err))
+		return
+	}
+	defer blob.Close()
+	source := "store"
+	if blob.File() == nil {
+		source = "fill"
+	}
+	n, err := regapi.ServeBlob(w, r, d.String(), blob, "")
+	p.metrics.sent(source, n)
+	if errors.Is(err, regapi.ErrAborted) {
+		f.err = err
+		panic(http.ErrAbortHandler) // a cut body must never look complete
+	}
+}
+
+// probe asks the registry whether r's credentials may read the blob: a
+// HEAD with those credentials, redirects not followed (a redirect to
+// storage is a yes). 2xx and 3xx are yes; any other status is no; err is
+// set when the registry could not be asked.
+func (p *Proxy) probe(r *http.Request, t target, route regapi.Route) (bool, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), p.probeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, blobURL(r, route), nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header = credentialsOf(r)
+	req.Host = r.Host
+	resp, err := p.probes.Do(req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode >= 200 && resp.StatusCode < 400, nil
+}
+
+// source returns the fill source for a blob: GETs with r's credentials.
+func (p *Proxy) source(r *http.Request, t target, route regapi.Route) casstore.Source {
+	return &blobSource{client: p.fetches, url: blobURL(r, route), header: credentialsOf(r)}
+}
+
+// blobURL is the registry URL of the blob r asks for (r.URL is absolute).
+func blobURL(r *http.Request, route regapi.Route) string {
+	u := *r.URL
+	u.Path, u.RawPath = "/v2/"+route.Name+"/blobs/"+route.Digest.String(), ""
+	u.User, u.Fragment = nil, ""
+	return u.String()
+}
+
+const defaultProbeTimeout = 30 * time.Second
