@@ -28,11 +28,30 @@ func (p *Proxy) serveIntercepted(w http.ResponseWriter, r *http.Request, t targe
 }
 
 // forward sends r to the registry unchanged and relays the answer
-// (goproxy: the transport, header handling, streaming, trailers).
+// (goproxy: the transport, header handling, trailers).
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 	fieldsFrom(r.Context()).result = "forward"
-	p.gp.ServeHTTP(w, r)
+	p.gp.ServeHTTP(flushWriter{w}, r)
 }
+
+// flushWriter flushes after every write. goproxy copies a forwarded body
+// with io.Copy and flushes only for event streams, so the first bytes of
+// a streamed answer (a chunked body the registry writes piece by piece)
+// would wait in http.Server's buffer; this passes each piece on as it
+// comes. It hides io.ReaderFrom on purpose, so io.Copy calls Write.
+type flushWriter struct{ http.ResponseWriter }
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.ResponseWriter.Write(p)
+	if err == nil {
+		err = http.NewResponseController(f.ResponseWriter).Flush()
+	}
+	return n, err
+}
+
+func (f flushWriter) Flush() { http.NewResponseController(f.ResponseWriter).Flush() }
+
+func (f flushWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // serveBlob answers GET or HEAD of a blob. The registry authorizes first
 // (a HEAD with the client's credentials, or a positive answer remembered
@@ -131,7 +150,7 @@ func (p *Proxy) probe(r *http.Request, t target, route regapi.Route) (bool, erro
 	req.Host = r.Host
 	resp, err := p.probes.Do(req)
 	if err != nil {
-		return false, err
+		return false, redactURL(err)
 	}
 	resp.Body.Close()
 	return resp.StatusCode >= 200 && resp.StatusCode < 400, nil

@@ -129,9 +129,10 @@ type env struct {
 
 // envConfig adjusts newEnv.
 type envConfig struct {
-	rules func(*RulesConfig)                    // changes to the rules
-	wrap  func(http.Handler) http.Handler       // wraps the registry
-	front func(t *testing.T, reg string) string // starts a TLS server in front of the registry (returns its address)
+	rules   func(*env, *RulesConfig)        // changes to the rules (may start more servers)
+	options func(*Options)                  // changes to the proxy's options
+	wrap    func(http.Handler) http.Handler // wraps the registry
+	front   func(e *env) string             // starts a TLS server in front of the registry and returns its address
 }
 
 func newEnv(t *testing.T, c envConfig) *env {
@@ -149,7 +150,7 @@ func newEnv(t *testing.T, c envConfig) *env {
 	t.Cleanup(func() { e.reg.Close() })
 	upstreamAddr := e.reg.Host
 	if c.front != nil {
-		upstreamAddr = c.front(t, e.reg.Host)
+		upstreamAddr = c.front(e)
 	}
 	rc := RulesConfig{
 		Intercept:    []string{"registry.test"},
@@ -162,7 +163,7 @@ func newEnv(t *testing.T, c envConfig) *env {
 		Resolver: &fakeResolver{}, // nothing resolves: every name must be mapped
 	}
 	if c.rules != nil {
-		c.rules(&rc)
+		c.rules(e, &rc)
 	}
 	rules, err := NewRules(rc)
 	if err != nil {
@@ -179,12 +180,16 @@ func newEnv(t *testing.T, c envConfig) *env {
 	}
 	t.Cleanup(func() { e.store.Close() })
 	e.metrics = NewMetrics(prometheus.NewRegistry())
-	e.proxy, err = New(Options{
+	opts := Options{
 		Rules: rules, Leaves: &ca.Leaves{CA: e.office}, Store: e.store,
 		Fill: casstore.FillOptions{Parallel: 1},
 		TLS:  &tls.Config{RootCAs: e.pki.pool}, Logger: log.Named("forward"), Metrics: e.metrics,
 		Now: e.clock, Grace: 5 * time.Second,
-	})
+	}
+	if c.options != nil {
+		c.options(&opts)
+	}
+	e.proxy, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,4 +366,18 @@ func mustDigest(t *testing.T, s string) casstore.Digest {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// serveTLS serves h over TLS on loopback with a certificate for hosts and
+// returns its address.
+func (e *env) serveTLS(h http.Handler, hosts ...string) string {
+	e.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(tls.NewListener(ln, e.pki.server(e.t, hosts...)))
+	e.t.Cleanup(func() { hs.Close() })
+	return ln.Addr().String()
 }

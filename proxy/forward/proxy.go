@@ -309,7 +309,7 @@ func (p *Proxy) upstreamFailed(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		status, code, msg = http.StatusForbidden, regapi.CodeDenied, "destination refused by the proxy: "+denied.Reason
 		f.result, f.reason = "denied", denied.Reason
 	} else {
-		f.result, f.err = "error", ctx.Error
+		f.result, f.err = "error", redactURL(ctx.Error)
 	}
 	body, _ := json.Marshal(map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
 	return &http.Response{

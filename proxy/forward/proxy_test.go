@@ -261,7 +261,7 @@ func port(hostport string) string { return hostport[strings.LastIndexByte(hostpo
 // TestClientAllowList: a client outside the allow list gets 403 for
 // everything.
 func TestClientAllowList(t *testing.T) {
-	e := newEnv(t, envConfig{rules: func(c *RulesConfig) { c.Clients = []string{"10.0.0.0/8"} }})
+	e := newEnv(t, envConfig{rules: func(_ *env, c *RulesConfig) { c.Clients = []string{"10.0.0.0/8"} }})
 	if got := e.rawConnect("registry.test:443"); got != http.StatusForbidden {
 		t.Fatalf("CONNECT from 127.0.0.1 with clients [10.0.0.0/8]: %d, want 403", got)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/dtrcache/dtrcache/casstore"
@@ -51,6 +52,7 @@ func (s *blobSource) Fetch(ctx context.Context, off, length int64) (casstore.Str
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
+		err = redactURL(err)
 		var denied *DeniedError
 		if errors.As(err, &denied) {
 			return casstore.Stream{}, casstore.Permanent(err)
@@ -73,4 +75,17 @@ func dropCredentialsOnRedirect(req *http.Request, via []*http.Request) error {
 		req.Header.Del("Cookie")
 	}
 	return nil
+}
+
+// redactURL removes the query string from the URL in an *url.Error:
+// signed storage URLs and registry tokens must not reach the logs.
+func redactURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil && (u.RawQuery != "" || u.User != nil) {
+			u.RawQuery, u.User = "", nil
+			ue.URL = u.String() + "?…"
+		}
+	}
+	return err
 }
