@@ -3,12 +3,16 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/dtrcache/dtrcache/proxy/forward"
+	"github.com/dtrcache/dtrcache/proxy/forward/ca"
 	"gopkg.in/yaml.v3"
 )
 
@@ -130,18 +134,35 @@ type Fill struct {
 	ChunkSize Size `yaml:"chunk_size"`
 }
 
-// ForwardProxy configures the HTTPS_PROXY face.
+// ForwardProxy configures the HTTPS_PROXY face (package forward).
 type ForwardProxy struct {
-	Addr      string            `yaml:"addr"`
-	CADir     string            `yaml:"ca_dir"`
-	Intercept []string          `yaml:"intercept"`
-	Tunnel    []string          `yaml:"tunnel"`
-	Clients   []string          `yaml:"clients"`
-	Ports     []int             `yaml:"ports"`
-	AllowPriv []string          `yaml:"allow_private"`
-	Hosts     map[string]string `yaml:"hosts"`
-	CAs       []string          `yaml:"cas"`
-	AuthTTL   Duration          `yaml:"auth_cache_ttl"`
+	// Addr is the proxy's listen address (default :3128).
+	Addr string `yaml:"addr"`
+	// CADir holds the office CA made by `dtrcache ca init`.
+	CADir string `yaml:"ca_dir"`
+	// Intercept lists the registry hosts to intercept ("host" or
+	// "host:port"); Tunnel the hosts to tunnel untouched.
+	Intercept []string `yaml:"intercept"`
+	Tunnel    []string `yaml:"tunnel"`
+	// Clients are the client CIDRs allowed (default: loopback and private
+	// networks).
+	Clients []string `yaml:"clients"`
+	// Ports are the destination ports allowed for entries without a port
+	// (default 443).
+	Ports []int `yaml:"ports"`
+	// AllowPriv are destination CIDRs allowed although loopback, private
+	// or link-local.
+	AllowPriv []string `yaml:"allow_private"`
+	// Hosts is the static host map (name → address[:port]).
+	Hosts map[string]string `yaml:"hosts"`
+	// CAs are PEM files trusted for registries, besides the system roots.
+	CAs []string `yaml:"cas"`
+	// AuthTTL is how long a registry's yes is remembered (≤ 60s, default 60s).
+	AuthTTL Duration `yaml:"auth_cache_ttl"`
+	// MaxLeafCerts bounds the cache of leaf certificates (default 1000).
+	MaxLeafCerts int `yaml:"max_leaf_certs"`
+	// IdleTimeout closes idle client connections and tunnels (default 2m).
+	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
 // Mw is one registry middleware entry.
@@ -321,6 +342,10 @@ func (c *Cache) Files() []File {
 		}
 	}
 	if f := c.Forward; f != nil {
+		if f.CADir != "" {
+			add("forward_proxy.ca_dir", filepath.Join(f.CADir, ca.CertFile))
+			add("forward_proxy.ca_dir", filepath.Join(f.CADir, ca.KeyFile))
+		}
 		for i, ca := range f.CAs {
 			add(fmt.Sprintf("forward_proxy.cas[%d]", i), ca)
 		}
@@ -456,35 +481,80 @@ func checkURL(p *Problems, key, raw string) {
 }
 
 func (f *ForwardProxy) validate(p *Problems) {
+	const key = "forward_proxy"
 	if f.Addr == "" {
 		f.Addr = ":3128"
 	}
 	if _, _, err := net.SplitHostPort(f.Addr); err != nil {
-		p.add("forward_proxy.addr", "invalid listen address %q", f.Addr)
+		p.add(key+".addr", "invalid listen address %q", f.Addr)
 	}
 	if f.CADir == "" {
-		p.add("forward_proxy.ca_dir", "required (create the CA with `dtrcache ca init`)")
+		p.add(key+".ca_dir", "required (create the CA with `dtrcache ca init --dir DIR`)")
 	}
 	if len(f.Intercept) == 0 {
-		p.add("forward_proxy.intercept", "list the registry hosts to cache")
+		p.add(key+".intercept", "list the registry hosts to cache")
+	}
+	listed := map[string]string{}
+	for _, l := range []struct {
+		name    string
+		entries []string
+	}{{"intercept", f.Intercept}, {"tunnel", f.Tunnel}} {
+		for i, e := range l.entries {
+			host, _, err := forward.ParseHostPort(e, -1)
+			if err != nil {
+				p.add(fmt.Sprintf("%s.%s[%d]", key, l.name, i), "invalid entry %q (want host or host:port)", e)
+				continue
+			}
+			if other, ok := listed[host]; ok && other != l.name {
+				p.add(fmt.Sprintf("%s.%s[%d]", key, l.name, i), "%s is also in %s.%s", host, key, other)
+			}
+			listed[host] = l.name
+		}
 	}
 	if len(f.Ports) == 0 {
 		f.Ports = []int{443}
 	}
 	for i, port := range f.Ports {
 		if port < 1 || port > 65535 {
-			p.add(fmt.Sprintf("forward_proxy.ports[%d]", i), "invalid port %d", port)
+			p.add(fmt.Sprintf("%s.ports[%d]", key, i), "invalid port %d", port)
 		}
 	}
-	for i, cidr := range append(append([]string{}, f.Clients...), f.AllowPriv...) {
-		if _, _, err := net.ParseCIDR(cidr); err != nil && net.ParseIP(cidr) == nil {
-			p.add(fmt.Sprintf("forward_proxy.clients/allow_private[%d]", i), "invalid address or CIDR %q", cidr)
+	for _, l := range []struct {
+		name  string
+		cidrs []string
+	}{{"clients", f.Clients}, {"allow_private", f.AllowPriv}} {
+		for i, c := range l.cidrs {
+			if _, err := netip.ParsePrefix(c); err != nil {
+				if a, err := netip.ParseAddr(c); err != nil || a.Zone() != "" {
+					p.add(fmt.Sprintf("%s.%s[%d]", key, l.name, i), "invalid address or CIDR %q", c)
+				}
+			}
+		}
+	}
+	for k, v := range f.Hosts {
+		if _, _, err := forward.ParseHostPort(k, -1); err != nil {
+			p.add(fmt.Sprintf("%s.hosts[%s]", key, k), "invalid host name %q", k)
+		}
+		if _, _, err := forward.ParseHostPort(v, -1); err != nil {
+			p.add(fmt.Sprintf("%s.hosts[%s]", key, k), "invalid address %q (want ip, ip:port, name or name:port)", v)
 		}
 	}
 	if f.AuthTTL == 0 {
-		f.AuthTTL = Duration(60 * time.Second)
+		f.AuthTTL = Duration(forward.MaxAuthTTL)
 	}
-	if f.AuthTTL.D() > 60*time.Second {
-		p.add("forward_proxy.auth_cache_ttl", "at most 60s, got %s", f.AuthTTL.D())
+	if f.AuthTTL.D() < 0 || f.AuthTTL.D() > forward.MaxAuthTTL {
+		p.add(key+".auth_cache_ttl", "must be between 0 and %s, got %s", forward.MaxAuthTTL, f.AuthTTL.D())
+	}
+	if f.MaxLeafCerts == 0 {
+		f.MaxLeafCerts = 1000
+	}
+	if f.MaxLeafCerts < 1 {
+		p.add(key+".max_leaf_certs", "must be at least 1, got %d", f.MaxLeafCerts)
+	}
+	if f.IdleTimeout == 0 {
+		f.IdleTimeout = Duration(2 * time.Minute)
+	}
+	if f.IdleTimeout.D() < time.Second {
+		p.add(key+".idle_timeout", "must be at least 1s, got %s", f.IdleTimeout.D())
 	}
 }

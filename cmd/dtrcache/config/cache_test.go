@@ -180,3 +180,57 @@ func FuzzParseSize(f *testing.F) {
 		}
 	})
 }
+
+func TestForwardProxyConfig(t *testing.T) {
+	c, err := ParseCache([]byte(`
+storage: {root: /var/lib/dtrcache}
+forward_proxy:
+  ca_dir: /etc/dtrcache/ca
+  intercept: [registry.example.org, "plain.example.org:80"]
+  tunnel: [auth.example.org]
+  hosts: {registry.example.org: "10.1.2.3:5000"}
+  allow_private: [10.1.2.3/32]
+`), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f := c.Forward
+	if f.Addr != ":3128" || len(f.Ports) != 1 || f.Ports[0] != 443 || f.AuthTTL.D() != 60*time.Second ||
+		f.MaxLeafCerts != 1000 || f.IdleTimeout.D() != 2*time.Minute {
+		t.Fatalf("defaults: %+v", f)
+	}
+	err = CheckFiles(c.Files())
+	if err == nil || !strings.Contains(err.Error(), "forward_proxy.ca_dir:") || !strings.Contains(err.Error(), "ca.key") {
+		t.Fatalf("CheckFiles = %v, want the missing CA files named by key", err)
+	}
+
+	tests := []struct{ yaml, want string }{
+		{"forward_proxy: {intercept: [r.test]}", "forward_proxy.ca_dir: required"},
+		{"forward_proxy: {ca_dir: /ca}", "forward_proxy.intercept: list the registry hosts"},
+		{"forward_proxy: {ca_dir: /ca, intercept: ['r.test', 'bad host']}", `forward_proxy.intercept[1]: invalid entry "bad host"`},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], tunnel: ['r.test:443']}", "forward_proxy.tunnel[0]: r.test is also in forward_proxy.intercept"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], ports: [0]}", "forward_proxy.ports[0]: invalid port 0"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], clients: [10.0.0.0/8, nope]}", `forward_proxy.clients[1]: invalid address or CIDR "nope"`},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], allow_private: [127.0.0.1/40]}", "forward_proxy.allow_private[0]"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], hosts: {r.test: 'x y'}}", "forward_proxy.hosts[r.test]: invalid address"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], auth_cache_ttl: 5m}", "forward_proxy.auth_cache_ttl: must be between 0 and 1m0s"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], max_leaf_certs: -1}", "forward_proxy.max_leaf_certs"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], idle_timeout: 10ms}", "forward_proxy.idle_timeout"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], addr: 3128}", "forward_proxy.addr"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], intercpt: [x]}", `unknown key "intercpt"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			c, err := ParseCache([]byte("storage: {root: /x}\n"+tt.yaml+"\n"), "t.yml")
+			if err == nil {
+				err = c.Validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
+	"github.com/dtrcache/dtrcache/proxy/cache"
+	"github.com/dtrcache/dtrcache/proxy/forward"
+	"github.com/dtrcache/dtrcache/proxy/forward/ca"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// serveForward serves the forward proxy (forward_proxy) until ctx ends.
+// It shares the redirect store when there is one (both serve only reads
+// the registry authorized; the mirror store never), and opens its own
+// under <storage.root>/proxy otherwise.
+func serveForward(ctx context.Context, cfg *config.Cache, srv *cache.Server, log *zap.Logger, reg *prometheus.Registry, _ *cacheListeners) error {
+	f := cfg.Forward
+	authority, err := ca.Load(f.CADir)
+	if err != nil {
+		return fmt.Errorf("forward_proxy.ca_dir: %w", err)
+	}
+	if fi, err := os.Stat(filepath.Join(f.CADir, ca.KeyFile)); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("the office CA key is readable by others; chmod 600 it", zap.String("file", filepath.Join(f.CADir, ca.KeyFile)), zap.Stringer("mode", fi.Mode().Perm()))
+	}
+	tlsConf, err := tlsConfig(f.CAs)
+	if err != nil {
+		return fmt.Errorf("forward_proxy.cas: %w", err)
+	}
+	rules, err := forward.NewRules(forward.RulesConfig{
+		Intercept: f.Intercept, Tunnel: f.Tunnel, Ports: f.Ports, Clients: f.Clients,
+		AllowPrivate: f.AllowPriv, Hosts: f.Hosts,
+	})
+	if err != nil {
+		return fmt.Errorf("forward_proxy: %w", err)
+	}
+	var store *casstore.Store
+	if srv.Redirect != nil {
+		store = srv.Redirect.Store
+	} else {
+		dir := filepath.Join(cfg.Storage.Root, "proxy")
+		store, err = casstore.Open(dir, casstore.Options{
+			MaxBytes: int64(cfg.Storage.MaxSize), HighWatermark: cfg.Storage.HighWatermark, LowWatermark: cfg.Storage.LowWatermark,
+			TTL: cfg.Storage.BlobTTL.D(), MaxBlobSize: int64(cfg.Storage.MaxBlobSize), Logger: log.Named("store"),
+		})
+		if err != nil {
+			return fmt.Errorf("forward_proxy store: %w", err)
+		}
+		defer func() {
+			if err := store.Close(); err != nil {
+				log.Error("closing store", zap.String("store", "proxy"), zap.Error(err))
+			}
+		}()
+		reg.MustRegister(cache.NewStoreCollector(store, "proxy"))
+		log.Info("store open", zap.String("store", "proxy"), zap.String("dir", dir), zap.Int64("blobs", store.Stats().Blobs), zap.Int64("bytes", store.Stats().Bytes))
+	}
+	p, err := forward.New(forward.Options{
+		Rules: rules, Leaves: &ca.Leaves{CA: authority, Max: f.MaxLeafCerts}, Store: store, Fill: srv.Fill,
+		TLS: tlsConf, AuthTTL: f.AuthTTL.D(), IdleTimeout: f.IdleTimeout.D(), Grace: cfg.Shutdown.D(),
+		Logger: log.Named("forward"), Metrics: forward.NewMetrics(reg),
+	})
+	if err != nil {
+		return fmt.Errorf("forward_proxy: %w", err)
+	}
+	ln, err := net.Listen("tcp", f.Addr)
+	if err != nil {
+		return fmt.Errorf("forward_proxy.addr: %w", err)
+	}
+	log.Info("forward proxy", zap.Strings("intercept", f.Intercept), zap.Strings("tunnel", f.Tunnel), zap.Ints("ports", f.Ports),
+		zap.String("ca", authority.Certificate().Subject.CommonName))
+	return p.Serve(ctx, ln)
+}
