@@ -354,3 +354,30 @@ func (s *section) Close() error {
 	}
 	return nil
 }
+
+// Wait blocks until the blob is complete in the store (nil), or its fill
+// failed (the fill's error), or ctx ends. It returns at once for a blob
+// that was complete when opened. Background work such as prefetching uses
+// it to bound how many fills run at once.
+func (b *Blob) Wait(ctx context.Context) error {
+	if b.file != nil {
+		return nil
+	}
+	f := b.f
+	for {
+		f.mu.Lock()
+		ph, err, ch := f.phase, f.err, f.changed
+		f.mu.Unlock()
+		switch ph {
+		case phaseCommitted:
+			return nil
+		case phaseFailed, phaseWriteFailed:
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -435,3 +435,37 @@ func waitFor(t testing.TB, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+func TestBlobWait(t *testing.T) {
+	s := newTestStore(t, Options{})
+	data, d := randomBlob(t, 1<<20)
+	src := newTestSource(data)
+	src.gate, src.gateAt = make(chan struct{}), 1000
+	b, _, err := s.Fill(context.Background(), d, src, FillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := b.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait on a stalled fill = %v", err)
+	}
+	close(src.gate)
+	if err := b.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(d); err != nil {
+		t.Fatalf("Wait returned before the blob was stored: %v", err)
+	}
+	bad := newTestSource(data)
+	bad.corruptAt = 5
+	b2, _, err := s.Fill(context.Background(), FromBytes(append([]byte("x"), data...)), bad, FillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if err := b2.Wait(context.Background()); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("Wait on a corrupt fill = %v", err)
+	}
+}

@@ -35,6 +35,9 @@ type TopologyOptions struct {
 	WAN wan.Config
 	// Fill tunes the cache's fills.
 	Fill casstore.FillOptions
+	// Prefetch is the cache's prefetch concurrency (0: off); the origin
+	// always sends hints.
+	Prefetch int
 	// Password of every demo account ("" means "dtrcache").
 	Password string
 	// Logger receives the servers' logs; nil discards them.
@@ -141,7 +144,7 @@ func StartTopology(ctx context.Context, opt TopologyOptions) (_ *Topology, err e
 	backend, _ := url.Parse(t.Registry.URL)
 	t.OriginMetrics = prometheus.NewRegistry()
 	osrv, err := origin.New(origin.Config{Backend: backend, Users: users, Access: access, Keys: keys, DB: db, Prober: prober,
-		Logger: log.Named("origin"), Audit: log.Named("audit"), Metrics: origin.NewMetrics(t.OriginMetrics)})
+		Logger: log.Named("origin"), Audit: log.Named("audit"), Metrics: origin.NewMetrics(t.OriginMetrics), PrefetchHints: true})
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +189,7 @@ func StartTopology(ctx context.Context, opt TopologyOptions) (_ *Topology, err e
 	csrv := &cache.Server{
 		Redirect: &cache.Redirect{Store: t.CacheStore, Upstream: client, Audiences: []string{t.CacheName},
 			Verifier: &policy.Verifier{Keys: jwks, Issuer: keys.Issuer}},
-		Fill: opt.Fill, Logger: log.Named("cache"), Metrics: cache.NewMetrics(t.CacheMetrics),
+		Fill: opt.Fill, Prefetch: opt.Prefetch, Logger: log.Named("cache"), Metrics: cache.NewMetrics(t.CacheMetrics),
 	}
 	t.CacheCounter = NewCounter(serve.Instrument(log.Named("cache"), serve.NewHTTPMetrics(t.CacheMetrics), serve.Mux(csrv, nil, t.CacheMetrics)))
 	if t.CacheHost, stop, err = serveLoopback(ctx, t.CacheCounter); err != nil {

@@ -125,9 +125,10 @@ func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cac
 		return s, nil
 	}
 	srv := &cache.Server{
-		Fill:    casstore.FillOptions{Parallel: cfg.Fill.Parallel, ChunkSize: int64(cfg.Fill.ChunkSize)},
-		Logger:  log,
-		Metrics: cache.NewMetrics(reg),
+		Fill:     casstore.FillOptions{Parallel: cfg.Fill.Parallel, ChunkSize: int64(cfg.Fill.ChunkSize)},
+		Prefetch: *cfg.Fill.Prefetch,
+		Logger:   log,
+		Metrics:  cache.NewMetrics(reg),
 	}
 	var keys *policy.RemoteKeys
 	if r := cfg.Redirect; r != nil {

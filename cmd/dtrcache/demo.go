@@ -92,10 +92,11 @@ func demo(ctx context.Context, f demoFlags, out io.Writer) error {
 	}
 	fmt.Fprintln(out)
 	tp, err := testenv.StartTopology(ctx, testenv.TopologyOptions{
-		Dir:    f.dir,
-		WAN:    wan.Config{Latency: f.latency, Bandwidth: bw, PerConnBandwidth: perConn},
-		Fill:   casstore.FillOptions{Parallel: config.DefaultParallel, ChunkSize: config.DefaultChunk},
-		Logger: log,
+		Dir:      f.dir,
+		WAN:      wan.Config{Latency: f.latency, Bandwidth: bw, PerConnBandwidth: perConn},
+		Fill:     casstore.FillOptions{Parallel: config.DefaultParallel, ChunkSize: config.DefaultChunk},
+		Prefetch: config.DefaultPrefetch,
+		Logger:   log,
 	})
 	if err != nil {
 		return err

@@ -137,7 +137,7 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 	srv, err := origin.New(origin.Config{
 		Backend: backend, BackendUser: cfg.Backend.Username, BackendPassword: cfg.Backend.Password, Transport: transport,
 		Users: users, Access: access, Keys: keys, DB: db, Prober: prober, Realm: cfg.Auth.Realm,
-		Logger: log, Audit: log.Named("audit"), Metrics: origin.NewMetrics(reg),
+		Logger: log, Audit: log.Named("audit"), Metrics: origin.NewMetrics(reg), PrefetchHints: *cfg.Caches.PrefetchHints,
 	})
 	if err != nil {
 		return err

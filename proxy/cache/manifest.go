@@ -65,6 +65,7 @@ func (s *Server) manifestByDigest(w http.ResponseWriter, r *http.Request, route 
 	d := route.Digest
 	if body, err := s.readStored(d); err == nil {
 		f.Result = "hit"
+		s.prefetchManifest(r, up, route.Name, body)
 		return writeManifest(w, r, d, body, "")
 	}
 	body, ctype, err := s.fetchManifest(r.Context(), up, route.Name, d.String(), acceptHeader(r))
@@ -76,6 +77,7 @@ func (s *Server) manifestByDigest(w http.ResponseWriter, r *http.Request, route 
 	}
 	s.store(r.Context(), d, body)
 	f.Result = "miss"
+	s.prefetchManifest(r, up, route.Name, body)
 	return writeManifest(w, r, d, body, ctype)
 }
 
@@ -110,6 +112,7 @@ func (s *Server) manifestByTag(w http.ResponseWriter, r *http.Request, route reg
 		if body, err := s.readStored(d); err == nil {
 			f.Result = "revalidated"
 			s.remember(up, route.Name, tag, d, body, resp.Header.Get("Content-Type"))
+			s.prefetchManifest(r, up, route.Name, body)
 			return writeManifest(w, r, d, body, resp.Header.Get("Content-Type"))
 		}
 	}
@@ -126,6 +129,7 @@ func (s *Server) manifestByTag(w http.ResponseWriter, r *http.Request, route reg
 	}
 	s.store(r.Context(), d, body)
 	s.remember(up, route.Name, tag, d, body, ctype)
+	s.prefetchManifest(r, up, route.Name, body)
 	return writeManifest(w, r, d, body, ctype)
 }
 
@@ -230,6 +234,19 @@ func (s *Server) readStored(d casstore.Digest) ([]byte, error) {
 		return nil, errors.New("cache: stored object too large for a manifest")
 	}
 	return io.ReadAll(b)
+}
+
+// prefetchManifest starts background fills of a manifest's blobs (GET
+// only: a HEAD does not announce a pull).
+func (s *Server) prefetchManifest(r *http.Request, up *MirrorUpstream, repo string, body []byte) {
+	if r.Method != http.MethodGet || !s.prefetchEnabled() {
+		return
+	}
+	var jobs []prefetchJob
+	for _, d := range ManifestBlobs(body) {
+		jobs = append(jobs, prefetchJob{store: s.Mirror.Store, client: up.Client, repo: repo, d: d})
+	}
+	s.enqueue(jobs)
 }
 
 // writeManifest serves a manifest body.

@@ -7,10 +7,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/testenv"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func TestMirrorPullColdThenWarm(t *testing.T) {
@@ -157,5 +159,50 @@ func TestMirrorTagListPagination(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "a,b,c" {
 		t.Fatalf("tags %v, want a,b,c", got)
+	}
+}
+
+func TestMirrorPrefetchesOnManifestGET(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.server.Prefetch = 2
+	img := e.push(t, "pre/fetch:1", testenv.ImageSpec{Layers: 5, LayerSize: 256 << 10, Seed: 21})
+	info, _ := testenv.Describe(img)
+	// A HEAD announces nothing: no prefetch.
+	req, _ := http.NewRequest(http.MethodHead, e.srv.URL+"/v2/pre/fetch/manifests/1", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	time.Sleep(100 * time.Millisecond)
+	if n := e.reg.Counter.TotalBlobGets(); n != 0 {
+		t.Fatalf("a manifest HEAD prefetched %d blobs", n)
+	}
+	// A GET starts every blob's fill before the client asks for any.
+	resp, _, _ = e.get(t, "/v2/pre/fetch/manifests/1", map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	blobs := append([]v1.Hash{info.Config}, info.Layers...)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, d := range blobs {
+		for {
+			if _, err := e.mirror.Stat(casstore.MustParseDigest(d.String())); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("blob %s was not prefetched", d)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// The pull that follows is all hits: one GET per blob at the registry.
+	if _, err := testenv.Pull(context.Background(), e.host+"/pre/fetch:1", testenv.RemoteOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range blobs {
+		if n := e.reg.Counter.BlobGets(d.String()); n != 1 {
+			t.Fatalf("registry saw %d GETs of %s, want 1", n, d)
+		}
 	}
 }

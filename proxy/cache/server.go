@@ -3,9 +3,11 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/policy"
@@ -34,6 +36,12 @@ type Server struct {
 	Logger *zap.Logger
 	// Metrics, if set, counts blob results and bytes.
 	Metrics *Metrics
+	// Prefetch is how many blobs are fetched at once in the background
+	// when a manifest is known (mirror mode: the manifest served; redirect
+	// mode: a hint from the origin). 0 disables prefetching.
+	Prefetch int
+
+	prefetch prefetcher
 }
 
 // Redirect is the configuration of redirect mode.
@@ -53,6 +61,26 @@ type Redirect struct {
 	// Downstream, if set, authenticates chained child caches: a request
 	// with their Basic credentials is served without a token.
 	Downstream *policy.Users
+
+	verified verifiedTokens
+}
+
+// verify checks a token for one blob, remembering good tokens until they
+// expire.
+func (rd *Redirect) verify(tok, repo, digest string) (policy.Claims, error) {
+	now := time.Now()
+	if c, ok := rd.verified.get(tok, now); ok {
+		if c.Repo != repo || c.Digest != digest {
+			return c, fmt.Errorf("%w: token is for %s@%s", policy.ErrClaimMismatch, c.Repo, c.Digest)
+		}
+		return c, nil
+	}
+	c, err := rd.Verifier.Verify(tok, repo, digest)
+	if err != nil {
+		return policy.Claims{}, err
+	}
+	rd.verified.put(tok, *c, now)
+	return *c, nil
 }
 
 // Mirror is the configuration of mirror mode.
@@ -83,6 +111,10 @@ type MirrorUpstream struct {
 // ServeHTTP serves the read-only registry API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := serve.FieldsFrom(r.Context())
+	if r.URL.Path == PrefetchPath && s.Redirect != nil {
+		s.servePrefetch(w, r)
+		return
+	}
 	if r.URL.Path == "/.well-known/jwks.json" && s.Redirect != nil {
 		f.Route = "jwks"
 		s.serveJWKS(w, r)
@@ -170,7 +202,7 @@ func (s *Server) authorize(r *http.Request, route regapi.Route) (access, error) 
 			}
 			return a, nil
 		}
-		claims, err := s.Redirect.Verifier.Verify(tok, route.Name, route.Digest.String())
+		claims, err := s.Redirect.verify(tok, route.Name, route.Digest.String())
 		if err == nil && len(s.Redirect.Audiences) > 0 && !slices.Contains(s.Redirect.Audiences, claims.Audience) {
 			err = policy.ErrClaimMismatch
 		}

@@ -7,6 +7,7 @@ type Metrics struct {
 	redirects *prometheus.CounterVec
 	direct    *prometheus.CounterVec
 	authz     *prometheus.CounterVec
+	hints     *prometheus.CounterVec
 }
 
 // NewMetrics registers the origin metrics on reg.
@@ -23,7 +24,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dtrcache_origin_authz_total", Help: "Authorization decisions by action and result (allowed, denied, unauthenticated).",
 		}, []string{"action", "result"}),
 	}
-	reg.MustRegister(m.redirects, m.direct, m.authz)
+	m.hints = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dtrcache_origin_prefetch_hints_total", Help: "Blobs hinted to caches for prefetching, by cache.",
+	}, []string{"cache"})
+	reg.MustRegister(m.redirects, m.direct, m.authz, m.hints)
 	return m
 }
 
@@ -42,5 +46,11 @@ func (m *Metrics) directBlob(reason string) {
 func (m *Metrics) decision(action, result string) {
 	if m != nil {
 		m.authz.WithLabelValues(action, result).Inc()
+	}
+}
+
+func (m *Metrics) hinted(cache string, n int) {
+	if m != nil {
+		m.hints.WithLabelValues(cache).Add(float64(n))
 	}
 }

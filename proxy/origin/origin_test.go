@@ -42,6 +42,7 @@ type topology struct {
 	cacheCount  *testenv.Counter
 	originCount *testenv.Counter
 	users       *policy.Users
+	cacheStore  *casstore.Store
 	access      *policy.Access
 }
 
@@ -100,6 +101,7 @@ func newTopology(t *testing.T) *topology {
 	backend, _ := url.Parse(tp.reg.URL)
 	srv, err := origin.New(origin.Config{
 		Backend: backend, Users: tp.users, Access: tp.access, Keys: tp.keys, DB: tp.db, Prober: tp.prober, Logger: log,
+		PrefetchHints: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +128,8 @@ func newTopology(t *testing.T) *topology {
 		return io.ReadAll(resp.Body)
 	}}
 	cs := &cache.Server{Redirect: &cache.Redirect{Store: st, Upstream: client, Audiences: []string{"asia"},
-		Verifier: &policy.Verifier{Keys: jwks, Issuer: "origin-test"}}}
+		Verifier: &policy.Verifier{Keys: jwks, Issuer: "origin-test"}}, Prefetch: 2}
+	tp.cacheStore = st
 	tp.cacheCount = testenv.NewCounter(serve.Instrument(log.Named("cache"), nil, serve.Mux(cs, nil, nil)))
 	tp.cache = httptest.NewServer(tp.cacheCount)
 	t.Cleanup(tp.cache.Close)
@@ -374,5 +377,60 @@ func TestKeyRotation(t *testing.T) {
 	// And a whole pull works across the rotation.
 	if _, err := tp.pull("alice", "website/ui:1"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPrefetchHints: when alice GETs a manifest, the origin hints her cache,
+// which fills every blob before her client asks; forged hints are refused.
+func TestPrefetchHints(t *testing.T) {
+	tp := newTopology(t)
+	img := tp.push(t, "website/ui:7", 7)
+	tp.api(t, "admin", "POST", "/api/v0/content_caches", map[string]string{"name": "asia", "host": tp.cache.URL, "account": "cache-asia"})
+	tp.api(t, "alice", "PATCH", "/api/v0/accounts/alice/settings", map[string]string{"contentCache": "asia"})
+	tp.reg.Counter.Reset()
+	req, _ := http.NewRequest(http.MethodGet, tp.origin.URL+"/v2/website/ui/manifests/7", nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+	req.SetBasicAuth("alice", password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, d := range blobDigests(img) {
+		for {
+			if _, err := tp.cacheStore.Stat(casstore.MustParseDigest(d)); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("blob %s was not prefetched", d)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if n := tp.cacheCount.TotalBlobGets(); n != 0 {
+		t.Fatalf("the client asked the cache for %d blobs already", n)
+	}
+	if _, err := tp.pull("alice", "website/ui:7"); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range blobDigests(img) {
+		if n := tp.reg.Counter.BlobGets(d); n != 1 {
+			t.Fatalf("backend saw %d GETs of %s, want 1", n, d)
+		}
+	}
+	// A hint with a forged token starts nothing.
+	other, _ := policy.GenerateKey(rand.Reader)
+	forged, _, _ := policy.NewSigner(&policy.PrivateKey{Kid: other.Kid, Key: other.Key}, "origin-test", time.Minute).Sign("mallory", "asia", "website/ui", "sha256:"+strings.Repeat("a", 64))
+	body, _ := json.Marshal(cache.PrefetchHint{Repo: "website/ui", Blobs: []cache.PrefetchBlob{{Digest: "sha256:" + strings.Repeat("a", 64), Token: forged}}})
+	resp, err = http.Post(tp.cache.URL+cache.PrefetchPath, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]int
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || got["accepted"] != 0 || got["refused"] != 1 {
+		t.Fatalf("forged hint: %d %v", resp.StatusCode, got)
 	}
 }

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dtrcache/dtrcache/policy"
+	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/serve"
 	"go.uber.org/zap"
@@ -42,6 +44,10 @@ type Config struct {
 	Logger, Audit *zap.Logger
 	// Metrics, if set, counts redirects, direct serves and decisions.
 	Metrics *Metrics
+	// PrefetchHints, when set, tells a user's cache the blobs of every
+	// image manifest the user GETs (with one token per blob), so the cache
+	// starts filling them before the client asks.
+	PrefetchHints bool
 }
 
 // Server is the origin's HTTP handler.
@@ -198,7 +204,25 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if route.Kind == regapi.KindManifest && r.Method == http.MethodGet && s.c.PrefetchHints && id.cache == "" && id.user != "" {
+		if c, ok := s.userCache(id.user); ok {
+			r = r.WithContext(context.WithValue(r.Context(), hintKey{}, hintTarget{cache: c, user: id.user, repo: route.Name}))
+		}
+	}
 	s.proxy.ServeHTTP(w, r)
+}
+
+// userCache returns the user's cache if it is registered and healthy.
+func (s *Server) userCache(user string) (Cache, bool) {
+	st, err := s.c.DB.Settings(user)
+	if err != nil || st.ContentCache == "" {
+		return Cache{}, false
+	}
+	c, err := s.c.DB.Cache(st.ContentCache)
+	if err != nil || !s.c.Prober.Healthy(c.Name) {
+		return Cache{}, false
+	}
+	return c, true
 }
 
 // blobToken returns a redirect token presented with a blob request.
@@ -285,8 +309,8 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route regapi.R
 		s.c.Metrics.directBlob("no_cache")
 		return false
 	}
-	c, err := s.c.DB.Cache(st.ContentCache)
-	if err != nil || !s.c.Prober.Healthy(c.Name) {
+	c, ok := s.userCache(id.user)
+	if !ok {
 		f.Result = "direct_cache_down"
 		s.c.Metrics.directBlob("cache_unhealthy")
 		return false
@@ -324,13 +348,26 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // modifyResponse hides the backend's own authentication from clients: a
-// 401 from the backend means the origin's credentials are wrong.
+// 401 from the backend means the origin's credentials are wrong. It also
+// reads image manifests going to a user with a cache, to hint the cache.
 func (s *Server) modifyResponse(resp *http.Response) error {
 	if resp.StatusCode == http.StatusUnauthorized {
 		resp.Body.Close()
 		return errors.New("backend refused the origin's credentials")
 	}
 	resp.Header.Del("WWW-Authenticate")
+	if t, ok := resp.Request.Context().Value(hintKey{}).(hintTarget); ok && resp.StatusCode == http.StatusOK &&
+		resp.ContentLength >= 0 && resp.ContentLength <= cache.MaxManifestSize {
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		if blobs := cache.ManifestBlobs(body); len(blobs) > 0 {
+			go s.hint(t, blobs)
+		}
+	}
 	return nil
 }
 

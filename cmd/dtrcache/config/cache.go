@@ -132,6 +132,10 @@ type MirrorUpstream struct {
 type Fill struct {
 	Parallel  int  `yaml:"parallel"`
 	ChunkSize Size `yaml:"chunk_size"`
+	// Prefetch is how many blobs are fetched at once in the background
+	// once an image's manifest is known; 0 turns prefetching off. Unset
+	// means DefaultPrefetch.
+	Prefetch *int `yaml:"prefetch"`
 }
 
 // ForwardProxy configures the HTTPS_PROXY face (package forward).
@@ -191,6 +195,7 @@ const (
 	DefaultCacheAddr = ":5000"
 	DefaultParallel  = 4
 	DefaultChunk     = 16 << 20
+	DefaultPrefetch  = 4
 )
 
 // registryKeys are top-level keys of a registry configuration that dtrcache
@@ -298,6 +303,13 @@ func (c *Cache) Validate() error {
 	}
 	if c.Fill.ChunkSize == 0 {
 		c.Fill.ChunkSize = DefaultChunk
+	}
+	if c.Fill.Prefetch == nil {
+		n := DefaultPrefetch
+		c.Fill.Prefetch = &n
+	}
+	if *c.Fill.Prefetch < 0 || *c.Fill.Prefetch > 64 {
+		p.add("fill.prefetch", "must be between 0 (off) and 64, got %d", *c.Fill.Prefetch)
 	}
 	if c.Fill.ChunkSize < 64<<10 {
 		p.add("fill.chunk_size", "must be at least 64KiB, got %d bytes", c.Fill.ChunkSize)

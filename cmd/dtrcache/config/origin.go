@@ -52,6 +52,9 @@ type Probes struct {
 	HealthInterval Duration `yaml:"health_interval"`
 	HealthTimeout  Duration `yaml:"health_timeout"`
 	CAs            []string `yaml:"cas"`
+	// PrefetchHints tells a user's cache the blobs of the image manifests
+	// the user GETs, so it starts filling them at once. Unset means true.
+	PrefetchHints *bool `yaml:"prefetch_hints"`
 }
 
 // DefaultOriginAddr is where the origin listens by default.
@@ -130,6 +133,10 @@ func (o *Origin) Validate() error {
 	}
 	if o.Caches.HealthTimeout == 0 {
 		o.Caches.HealthTimeout = Duration(2 * time.Second)
+	}
+	if o.Caches.PrefetchHints == nil {
+		t := true
+		o.Caches.PrefetchHints = &t
 	}
 	if o.Shutdown == 0 {
 		o.Shutdown = Duration(30 * time.Second)

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dtrcache/dtrcache/testenv"
+	"github.com/dtrcache/dtrcache/testenv/wan"
+)
+
+// options are the harness's settings.
+type options struct {
+	quick     bool
+	out       string
+	repeats   int
+	latency   time.Duration
+	bandwidth string // shared profile, and the aggregate of the per-connection profile
+	perConn   string
+	aggregate string
+	loadTime  time.Duration
+	systems   string
+	scenarios string
+	keep      bool
+}
+
+func main() {
+	var o options
+	flag.BoolVar(&o.quick, "quick", false, "CI-sized smoke run: small images, a fast WAN, one repetition")
+	flag.StringVar(&o.out, "out", "benchmarks/results/latest", "output folder (report.md, results.json, *.png)")
+	flag.IntVar(&o.repeats, "repeats", 3, "repetitions of each timed run (the median is reported)")
+	flag.DurationVar(&o.latency, "latency", 30*time.Millisecond, "WAN latency, each way")
+	flag.StringVar(&o.bandwidth, "bandwidth", "400Mbit", "shared-link profile: bandwidth shared by all connections")
+	flag.StringVar(&o.perConn, "per-conn", "80Mbit", "per-connection profile: cap of each connection")
+	flag.StringVar(&o.aggregate, "aggregate", "1Gbit", "per-connection profile: total capacity of the link")
+	flag.DurationVar(&o.loadTime, "load-time", 30*time.Second, "duration of the warm throughput test")
+	flag.StringVar(&o.systems, "systems", "", "comma-separated systems to run (default: all)")
+	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios: cold,concurrent,range,cut,throughput (default: all)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory")
+	flag.Parse()
+	if o.quick {
+		o.repeats = 1
+		o.latency = 5 * time.Millisecond
+		o.bandwidth, o.perConn, o.aggregate = "800Mbit", "200Mbit", "2Gbit"
+		o.loadTime = 3 * time.Second
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "benchmarks:", err)
+		os.Exit(1)
+	}
+}
+
+// image is one benchmark image.
+type image struct {
+	label   string
+	repoTag string
+	spec    testenv.ImageSpec
+	info    testenv.ImageInfo
+}
+
+func images(quick bool) []*image {
+	if quick {
+		return []*image{
+			{label: "8x1MiB", repoTag: "bench/layers8:1", spec: testenv.ImageSpec{Layers: 8, LayerSize: 1 << 20, Seed: 8}},
+			{label: "1x32MiB", repoTag: "bench/big:1", spec: testenv.ImageSpec{Layers: 1, LayerSize: 32 << 20, Seed: 1}},
+			{label: "20x64KiB", repoTag: "bench/many:1", spec: testenv.ImageSpec{Layers: 20, LayerSize: 64 << 10, Seed: 200}},
+		}
+	}
+	return []*image{
+		{label: "8x64MiB", repoTag: "bench/layers8:1", spec: testenv.ImageSpec{Layers: 8, LayerSize: 64 << 20, Seed: 8}},
+		{label: "1x1GiB", repoTag: "bench/big:1", spec: testenv.ImageSpec{Layers: 1, LayerSize: 1 << 30, Seed: 1}},
+		{label: "200x1MiB", repoTag: "bench/many:1", spec: testenv.ImageSpec{Layers: 200, LayerSize: 1 << 20, Seed: 200}},
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	shared, perConn, err := profiles(o)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "dtrcache-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Println("scratch directory:", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	e := &env{dir: dir}
+	if e.log, err = os.Create(filepath.Join(dir, "systems.log")); err != nil {
+		return err
+	}
+	defer e.log.Close()
+	step := func(format string, args ...any) {
+		fmt.Printf("%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+
+	step("building dtrcache and the backend registry")
+	if err := buildTools(ctx, e); err != nil {
+		return err
+	}
+	bport, err := freePort()
+	if err != nil {
+		return err
+	}
+	backend := fmt.Sprintf("127.0.0.1:%d", bport)
+	reg, err := e.startProc("backend", e.registry, "--addr", backend, "--dir", filepath.Join(dir, "backend"))
+	if err != nil {
+		return err
+	}
+	defer reg.stop()
+	if err := waitHTTP(ctx, "http://"+backend+"/v2/"); err != nil {
+		return err
+	}
+	imgs := images(o.quick)
+	for _, im := range imgs {
+		step("seeding %s (%s)", im.repoTag, im.label)
+		img, err := testenv.GenerateImage(im.spec)
+		if err != nil {
+			return err
+		}
+		if err := testenv.Push(ctx, backend+"/"+im.repoTag, img, testenv.RemoteOptions{}); err != nil {
+			return err
+		}
+		if im.info, err = testenv.Describe(img); err != nil {
+			return err
+		}
+	}
+	link, err := wan.Listen(context.WithoutCancel(ctx), "127.0.0.1:0", backend, shared)
+	if err != nil {
+		return err
+	}
+	defer link.Close()
+
+	step("starting the systems")
+	var systems []system
+	want := func(name string) bool {
+		return o.systems == "" || slices.Contains(strings.Split(o.systems, ","), name)
+	}
+	if want("direct") {
+		systems = append(systems, &directSys{l: link})
+	}
+	if want("dtrcache-mirror") {
+		s, err := newDtrcacheMirror(e, link)
+		if err != nil {
+			return err
+		}
+		systems = append(systems, s)
+	}
+	if want("dtrcache-redirect") {
+		s, err := newDtrcacheRedirect(ctx, e, backend, shared)
+		if err != nil {
+			return err
+		}
+		systems = append(systems, s)
+	}
+	if want("distribution-proxy") {
+		s, err := newDistributionProxy(e, link)
+		if err != nil {
+			return err
+		}
+		systems = append(systems, s)
+	}
+	if want("nginx") {
+		s, err := newNginx(e, link)
+		if err != nil {
+			return err
+		}
+		systems = append(systems, s)
+	}
+	defer func() {
+		for _, s := range systems {
+			s.stop()
+		}
+	}()
+	setProfile := func(c wan.Config) {
+		for _, s := range systems {
+			s.link().SetConfig(c)
+		}
+	}
+
+	r := &runner{o: o, step: step, systems: systems, setProfile: setProfile}
+	scen := func(name string) bool {
+		return o.scenarios == "" || slices.Contains(strings.Split(o.scenarios, ","), name)
+	}
+	start := time.Now()
+	if scen("cold") {
+		for _, p := range []struct {
+			name string
+			cfg  wan.Config
+			imgs []*image
+		}{{"shared", shared, imgs}, {"per-conn", perConn, imgs[:1]}} {
+			setProfile(p.cfg)
+			for _, im := range p.imgs {
+				if err := r.coldWarm(ctx, p.name, im); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if scen("concurrent") {
+		for _, p := range []struct {
+			name string
+			cfg  wan.Config
+		}{{"shared", shared}, {"per-conn", perConn}} {
+			setProfile(p.cfg)
+			if err := r.concurrent(ctx, p.name, imgs[0], 16); err != nil {
+				return err
+			}
+		}
+	}
+	setProfile(shared)
+	if scen("range") {
+		if err := r.rangeRead(ctx, imgs[1], 0.9); err != nil {
+			return err
+		}
+	}
+	if scen("cut") {
+		if err := r.cut(ctx, imgs[0], shared); err != nil {
+			return err
+		}
+	}
+	if scen("throughput") {
+		if err := r.throughput(ctx, imgs[0]); err != nil {
+			return err
+		}
+	}
+	rep := report{
+		Generated: time.Now().UTC(), Quick: o.quick, Took: time.Since(start).Round(time.Second).String(),
+		Machine: machine(), WAN: wanDescription(o), Images: imageDescriptions(imgs), Results: r.results,
+		RTT: (2 * o.latency).Seconds() * 1000,
+	}
+	step("writing the report to %s", o.out)
+	return rep.write(o.out)
+}
+
+// profiles returns the shared-link and per-connection WAN settings.
+func profiles(o options) (shared, perConn wan.Config, err error) {
+	bw, err := wan.ParseBandwidth(o.bandwidth)
+	if err != nil {
+		return shared, perConn, fmt.Errorf("--bandwidth: %w", err)
+	}
+	pc, err := wan.ParseBandwidth(o.perConn)
+	if err != nil {
+		return shared, perConn, fmt.Errorf("--per-conn: %w", err)
+	}
+	agg, err := wan.ParseBandwidth(o.aggregate)
+	if err != nil {
+		return shared, perConn, fmt.Errorf("--aggregate: %w", err)
+	}
+	return wan.Config{Latency: o.latency, Bandwidth: bw}, wan.Config{Latency: o.latency, Bandwidth: agg, PerConnBandwidth: pc}, nil
+}
+
+func wanDescription(o options) string {
+	return fmt.Sprintf("latency %s each way (RTT %s); shared profile: %s shared by all connections; per-connection profile: %s per connection, %s in all",
+		o.latency, 2*o.latency, o.bandwidth, o.perConn, o.aggregate)
+}
+
+func imageDescriptions(imgs []*image) map[string]int64 {
+	m := map[string]int64{}
+	for _, im := range imgs {
+		m[im.label] = im.info.BlobBytes
+	}
+	return m
+}
+
+func machine() string {
+	host, _ := os.Hostname()
+	cpu := "?"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs (%s)", host, numCPU(), cpu)
+}

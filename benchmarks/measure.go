@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dtrcache/dtrcache/testenv"
+)
+
+// pullOnce pulls ref through sys and checks the manifest digest.
+func pullOnce(ctx context.Context, sys system, repoTag string, want string) error {
+	res, err := testenv.Pull(ctx, sys.host()+"/"+repoTag, sys.remote(), nil)
+	if err != nil {
+		return err
+	}
+	if res.Digest.String() != want {
+		return fmt.Errorf("pulled %s, want %s", res.Digest, want)
+	}
+	return nil
+}
+
+// timeToFirstByte GETs url with a Range from off and returns the time
+// until the first body byte (following redirects, as clients do).
+func timeToFirstByte(ctx context.Context, url string, off int64, user, pass string) (time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	start := time.Now()
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent && resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("status %s", resp.Status)
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(resp.Body, b[:]); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// rssSampler records the peak summed RSS of some processes.
+type rssSampler struct {
+	stop chan struct{}
+	done chan struct{}
+	peak int64 // KiB
+}
+
+func sampleRSS(pids func() []int) *rssSampler {
+	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(25 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var sum int64
+			for _, pid := range pids() {
+				sum += procRSS(pid)
+			}
+			s.peak = max(s.peak, sum)
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// Peak stops sampling and returns the peak RSS in bytes.
+func (s *rssSampler) Peak() int64 {
+	close(s.stop)
+	<-s.done
+	return s.peak * 1024
+}
+
+func procRSS(pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// loadResult is the outcome of a fixed-duration load test.
+type loadResult struct {
+	Requests     float64 // per second
+	Bytes        float64 // per second
+	P50ms, P99ms float64
+}
+
+var (
+	wrkReqRE   = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	wrkBytesRE = regexp.MustCompile(`Transfer/sec:\s+([\d.]+)([KMG]?B)`)
+	wrkLatRE   = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$`)
+)
+
+// runLoad drives conns connections at url for d with wrk (Debian's wrk),
+// falling back to a Go load loop where wrk is missing.
+func runLoad(ctx context.Context, url string, conns int, d time.Duration) (loadResult, error) {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return goLoad(ctx, url, conns, d)
+	}
+	out, err := exec.CommandContext(ctx, "wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(d.Seconds())), "--latency", "--timeout", "30s", url).CombinedOutput()
+	if err != nil {
+		return loadResult{}, fmt.Errorf("wrk: %v\n%s", err, out)
+	}
+	var r loadResult
+	if m := wrkReqRE.FindSubmatch(out); m != nil {
+		r.Requests, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	if m := wrkBytesRE.FindSubmatch(out); m != nil {
+		v, _ := strconv.ParseFloat(string(m[1]), 64)
+		r.Bytes = v * map[string]float64{"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[string(m[2])]
+	}
+	for _, m := range wrkLatRE.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(m[2]), 64)
+		v *= map[string]float64{"us": 0.001, "ms": 1, "s": 1000}[string(m[3])]
+		if string(m[1]) == "50" {
+			r.P50ms = v
+		} else {
+			r.P99ms = v
+		}
+	}
+	if r.Requests == 0 {
+		return r, fmt.Errorf("wrk output not understood:\n%s", out)
+	}
+	return r, nil
+}
+
+// goLoad is an equivalent closed-loop load generator in Go.
+func goLoad(ctx context.Context, url string, conns int, d time.Duration) (loadResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	tr := &http.Transport{MaxIdleConnsPerHost: conns}
+	var mu sync.Mutex
+	var lats []time.Duration
+	var bytes int64
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 256<<10)
+			for ctx.Err() == nil {
+				start := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					return
+				}
+				n, err := io.CopyBuffer(io.Discard, resp.Body, buf)
+				resp.Body.Close()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				lats = append(lats, time.Since(start))
+				bytes += n
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(lats) == 0 {
+		return loadResult{}, fmt.Errorf("no request completed")
+	}
+	sortDurations(lats)
+	return loadResult{
+		Requests: float64(len(lats)) / d.Seconds(), Bytes: float64(bytes) / d.Seconds(),
+		P50ms: ms(lats[len(lats)/2]), P99ms: ms(lats[len(lats)*99/100]),
+	}, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// report is everything a run produced.
+type report struct {
+	Generated time.Time        `json:"generated"`
+	Quick     bool             `json:"quick"`
+	Took      string           `json:"took"`
+	Machine   string           `json:"machine"`
+	WAN       string           `json:"wan"`
+	RTT       float64          `json:"rtt_ms"`
+	Images    map[string]int64 `json:"image_bytes"`
+	Results   []*result        `json:"results"`
+	Targets   []target         `json:"targets"`
+}
+
+// target is one promise of the README, checked against the run.
+type target struct {
+	What     string `json:"what"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
+}
+
+func (rep *report) find(scenario, image, profile, system string) *result {
+	for _, r := range rep.Results {
+		if r.Scenario == scenario && r.Image == image && r.Profile == profile && r.System == system {
+			return r
+		}
+	}
+	return nil
+}
+
+// group returns the results of one table, in a stable system order.
+func (rep *report) group(scenario, image, profile string) []*result {
+	var out []*result
+	for _, r := range rep.Results {
+		if r.Scenario == scenario && r.Image == image && r.Profile == profile {
+			out = append(out, r)
+		}
+	}
+	order := map[string]int{"direct": 0, "dtrcache-mirror": 1, "dtrcache-redirect": 2, "distribution-proxy": 3, "nginx": 4}
+	sort.SliceStable(out, func(i, j int) bool { return order[out[i].System] < order[out[j].System] })
+	return out
+}
+
+// bestPeer returns the best peer's value of metric (lowest, or highest
+// when higherBetter).
+func bestPeer(rs []*result, metric string, higherBetter bool) (float64, string) {
+	best, who := math.NaN(), ""
+	for _, r := range rs {
+		v, ok := r.Median[metric]
+		if !r.Peer || !ok || len(r.Errors) > 0 && len(r.Runs) == 0 {
+			continue
+		}
+		if math.IsNaN(best) || higherBetter && v > best || !higherBetter && v < best {
+			best, who = v, r.System
+		}
+	}
+	return best, who
+}
+
+func ratio(a, b float64) string {
+	if b == 0 || math.IsNaN(a) || math.IsNaN(b) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+type groupKey struct{ scenario, image, profile string }
+
+func (rep *report) groups() []groupKey {
+	var keys []groupKey
+	seen := map[groupKey]bool{}
+	for _, r := range rep.Results {
+		k := groupKey{r.Scenario, r.Image, r.Profile}
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+var scenarioTitle = map[string]string{
+	"cold":       "1. Cold pull, one client",
+	"warm":       "2. Warm pull, one client",
+	"concurrent": "3. 16 clients pull the same cold image at once",
+	"range":      "4. Range read at 90 % of an uncached blob (time to first byte)",
+	"cut":        "5. Upstream connection cut half way through a layer of a cold pull",
+	"throughput": "6. Warm hit throughput: 64 connections on one blob",
+}
+
+// write saves report.md, results.json and the charts in dir.
+func (rep *report) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	rep.Targets = rep.checkTargets()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# dtrcache benchmark report\n\n")
+	mode := "full run"
+	if rep.Quick {
+		mode = "quick smoke run (numbers not meaningful)"
+	}
+	fmt.Fprintf(&b, "%s, %s, generated %s, took %s.\n\n", mode, rep.Machine, rep.Generated.Format(time.RFC3339), rep.Took)
+	fmt.Fprintf(&b, "WAN: %s. Medians of the repetitions. Systems: `direct` (the client pulls across the WAN), `dtrcache-mirror`, `dtrcache-redirect` (origin + cache, the DTR flow), `distribution-proxy` (Debian docker-registry with proxy.remoteurl), `nginx` (proxy_cache + proxy_cache_lock). Same backend registry (distribution), same WAN emulator, same client (go-containerregistry, 3 layers at a time), a fresh cache for every cold run.\n\n", rep.WAN)
+	imgs := make([]string, 0, len(rep.Images))
+	for k, v := range rep.Images {
+		imgs = append(imgs, fmt.Sprintf("%s = %s", k, mb(float64(v))))
+	}
+	sort.Strings(imgs)
+	fmt.Fprintf(&b, "Images (blob bytes): %s.\n\n## Targets\n\n| target | measured | met |\n|---|---|---|\n", strings.Join(imgs, ", "))
+	for _, t := range rep.Targets {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.What, t.Measured, map[bool]string{true: "yes", false: "**no**"}[t.Met])
+	}
+	last := ""
+	for _, k := range rep.groups() {
+		if k.scenario != last {
+			fmt.Fprintf(&b, "\n## %s\n", scenarioTitle[k.scenario])
+			last = k.scenario
+		}
+		rs := rep.group(k.scenario, k.image, k.profile)
+		fmt.Fprintf(&b, "\n**%s, %s profile**\n\n", k.image, k.profile)
+		rep.table(&b, k, rs)
+		if png, err := rep.chart(dir, k, rs); err == nil && png != "" {
+			fmt.Fprintf(&b, "\n![%s %s %s](%s)\n", k.scenario, k.image, k.profile, png)
+		} else if err != nil {
+			fmt.Fprintf(&b, "\n(chart failed: %v)\n", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	j, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "results.json"), j, 0o644)
+}
+
+// table writes one scenario table with ratios to direct and the best peer.
+func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
+	direct := rep.find(k.scenario, k.image, k.profile, "direct")
+	errs := func(r *result) string {
+		if len(r.Errors) == 0 {
+			return ""
+		}
+		return fmt.Sprintf(" (%d failed)", len(r.Errors))
+	}
+	switch k.scenario {
+	case "cold", "warm", "concurrent", "cut":
+		peer, who := bestPeer(rs, "seconds", false)
+		fmt.Fprintf(b, "| system | time | over the WAN | × direct | × best peer (%s) |", who)
+		extra := k.scenario == "concurrent" || k.scenario == "cut"
+		if k.scenario == "concurrent" {
+			fmt.Fprintf(b, " WAN ÷ image | peak RSS |")
+		}
+		if k.scenario == "cut" {
+			fmt.Fprintf(b, " completed | WAN ÷ image |")
+		}
+		fmt.Fprintf(b, "\n|---|---|---|---|---|%s\n", map[bool]string{true: "---|---|", false: ""}[extra])
+		for _, r := range rs {
+			sec := r.Median["seconds"]
+			d := math.NaN()
+			if direct != nil {
+				d = direct.Median["seconds"]
+			}
+			fmt.Fprintf(b, "| %s%s | %.2f s | %s | %s | %s |", r.System, errs(r), sec, mb(r.Median["wan_bytes"]), ratio(sec, d), ratio(sec, peer))
+			img := float64(rep.Images[strings.Fields(k.image)[0]])
+			switch k.scenario {
+			case "concurrent":
+				rss := "–"
+				if v, ok := r.Median["peak_rss_mib"]; ok {
+					rss = fmt.Sprintf("%.0f MiB", v)
+				}
+				fmt.Fprintf(b, " %.3f | %s |", r.Median["wan_bytes"]/img, rss)
+			case "cut":
+				fmt.Fprintf(b, " %.0f/%d | %.3f |", sum(r.Runs, "completed"), len(r.Runs), r.Median["wan_bytes"]/img)
+			}
+			fmt.Fprintln(b)
+		}
+	case "range":
+		peer, who := bestPeer(rs, "ttfb_ms", false)
+		fmt.Fprintf(b, "| system | time to first byte | × RTT (%.0f ms) | × direct | × best peer (%s) |\n|---|---|---|---|---|\n", rep.RTT, who)
+		for _, r := range rs {
+			v := r.Median["ttfb_ms"]
+			d := math.NaN()
+			if direct != nil {
+				d = direct.Median["ttfb_ms"]
+			}
+			fmt.Fprintf(b, "| %s%s | %.1f ms | %.2f | %s | %s |\n", r.System, errs(r), v, v/rep.RTT, ratio(v, d), ratio(v, peer))
+		}
+	case "throughput":
+		nginx := rep.find(k.scenario, k.image, k.profile, "nginx")
+		fmt.Fprintf(b, "| system | requests/s | MiB/s | p50 | p99 | peak RSS | × nginx |\n|---|---|---|---|---|---|---|\n")
+		for _, r := range rs {
+			n := math.NaN()
+			if nginx != nil {
+				n = nginx.Median["mib_per_s"]
+			}
+			fmt.Fprintf(b, "| %s%s | %.0f | %.0f | %.1f ms | %.1f ms | %.0f MiB | %s |\n", r.System, errs(r), r.Median["req_per_s"], r.Median["mib_per_s"],
+				r.Median["p50_ms"], r.Median["p99_ms"], r.Median["peak_rss_mib"], ratio(r.Median["mib_per_s"], n))
+		}
+	}
+}
+
+func sum(runs []map[string]float64, k string) float64 {
+	var s float64
+	for _, r := range runs {
+		s += r[k]
+	}
+	return s
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dtrcache/dtrcache/testenv/wan"
+)
+
+// result is one cell of the report: a scenario on an image under a WAN
+// profile for one system, over its repetitions.
+type result struct {
+	Scenario string               `json:"scenario"`
+	Image    string               `json:"image"`
+	Profile  string               `json:"profile"`
+	System   string               `json:"system"`
+	Peer     bool                 `json:"peer"`
+	Runs     []map[string]float64 `json:"runs"`
+	Median   map[string]float64   `json:"median"`
+	Errors   []string             `json:"errors,omitempty"`
+}
+
+// runner runs the scenarios and collects results.
+type runner struct {
+	o          options
+	step       func(string, ...any)
+	systems    []system
+	setProfile func(wan.Config)
+	results    []*result
+}
+
+func (r *runner) add(res *result) {
+	res.Median = medians(res.Runs)
+	r.results = append(r.results, res)
+}
+
+// resetLink waits until the link is quiet (a previous test's closed
+// connections may still be draining) and zeroes its counters.
+func resetLink(s system) {
+	l := s.link()
+	for i := 0; i < 50; i++ {
+		before := l.Stats()
+		time.Sleep(40 * time.Millisecond)
+		if after := l.Stats(); after.BytesDown == before.BytesDown && after.BytesUp == before.BytesUp {
+			break
+		}
+	}
+	l.ResetStats()
+}
+
+func wanBytes(s system) float64 {
+	st := s.link().Stats()
+	return float64(st.BytesDown + st.BytesUp)
+}
+
+// coldWarm: scenario 1 (cold pull, one client) and 2 (warm pull).
+func (r *runner) coldWarm(ctx context.Context, profile string, im *image) error {
+	for _, s := range r.systems {
+		cold := &result{Scenario: "cold", Image: im.label, Profile: profile, System: s.name(), Peer: s.peer()}
+		warm := &result{Scenario: "warm", Image: im.label, Profile: profile, System: s.name(), Peer: s.peer()}
+		for i := 0; i < r.o.repeats; i++ {
+			if err := s.cold(ctx); err != nil {
+				return fmt.Errorf("%s: %w", s.name(), err)
+			}
+			for _, res := range []*result{cold, warm} {
+				resetLink(s)
+				start := time.Now()
+				err := pullOnce(ctx, s, im.repoTag, im.info.Digest.String())
+				took := time.Since(start)
+				if err != nil {
+					res.Errors = append(res.Errors, err.Error())
+					r.step("%-5s %-9s %-8s %-18s run %d/%d: FAILED: %v", res.Scenario, im.label, profile, s.name(), i+1, r.o.repeats, err)
+					continue
+				}
+				res.Runs = append(res.Runs, map[string]float64{"seconds": took.Seconds(), "wan_bytes": wanBytes(s)})
+				r.step("%-5s %-9s %-8s %-18s run %d/%d: %6.2fs, %s over the WAN", res.Scenario, im.label, profile, s.name(), i+1, r.o.repeats, took.Seconds(), mb(wanBytes(s)))
+			}
+		}
+		r.add(cold)
+		r.add(warm)
+	}
+	return nil
+}
+
+// concurrent: scenario 3 (n clients pull the same cold image at once),
+// with the peak RSS of the system (scenario 7).
+func (r *runner) concurrent(ctx context.Context, profile string, im *image, n int) error {
+	for _, s := range r.systems {
+		res := &result{Scenario: "concurrent", Image: im.label, Profile: profile, System: s.name(), Peer: s.peer()}
+		for i := 0; i < r.o.repeats; i++ {
+			if err := s.cold(ctx); err != nil {
+				return err
+			}
+			resetLink(s)
+			rss := sampleRSS(s.pids)
+			start := time.Now()
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for c := 0; c < n; c++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs <- pullOnce(ctx, s, im.repoTag, im.info.Digest.String())
+				}()
+			}
+			wg.Wait()
+			took := time.Since(start)
+			peak := rss.Peak()
+			close(errs)
+			failed := 0
+			for err := range errs {
+				if err != nil {
+					failed++
+					res.Errors = append(res.Errors, err.Error())
+				}
+			}
+			run := map[string]float64{"seconds": took.Seconds(), "wan_bytes": wanBytes(s), "failed": float64(failed)}
+			if s.pids() != nil {
+				run["peak_rss_mib"] = float64(peak) / (1 << 20)
+			}
+			res.Runs = append(res.Runs, run)
+			r.step("%d clients %-9s %-8s %-18s run %d/%d: %6.2fs, %s over the WAN, %d failed, peak RSS %s", n, im.label, profile, s.name(), i+1, r.o.repeats, took.Seconds(), mb(wanBytes(s)), failed, mb(float64(peak)))
+		}
+		r.add(res)
+	}
+	return nil
+}
+
+// rangeRead: scenario 4 (time to first byte of a range at frac of an
+// uncached blob).
+func (r *runner) rangeRead(ctx context.Context, im *image, frac float64) error {
+	d := im.info.Layers[0].String()
+	off := int64(float64(im.spec.LayerSize) * frac) // random layers are stored as generated
+	repo := repoOf(im.repoTag)
+	for _, s := range r.systems {
+		res := &result{Scenario: "range", Image: im.label, Profile: "shared", System: s.name(), Peer: s.peer()}
+		for i := 0; i < r.o.repeats; i++ {
+			if err := s.cold(ctx); err != nil {
+				return err
+			}
+			url := "http://" + s.host() + "/v2/" + repo + "/blobs/" + d
+			opts := s.remote()
+			ttfb, err := timeToFirstByte(ctx, url, off, opts.Username, opts.Password)
+			if err != nil {
+				res.Errors = append(res.Errors, err.Error())
+				r.step("range %-9s %-18s run %d/%d: FAILED: %v", im.label, s.name(), i+1, r.o.repeats, err)
+				continue
+			}
+			res.Runs = append(res.Runs, map[string]float64{"ttfb_ms": ms(ttfb)})
+			r.step("range %-9s %-18s run %d/%d: first byte at %.0f%% after %.1f ms", im.label, s.name(), i+1, r.o.repeats, frac*100, ms(ttfb))
+		}
+		r.add(res)
+	}
+	return nil
+}
+
+// cut: scenario 5 (the upstream connection cut half way through a layer
+// of a cold pull).
+func (r *runner) cut(ctx context.Context, im *image, shared wan.Config) error {
+	c := shared
+	c.CutAfter = im.spec.LayerSize / 2
+	c.CutOnce = true
+	defer r.setProfile(shared)
+	for _, s := range r.systems {
+		res := &result{Scenario: "cut", Image: im.label, Profile: "shared", System: s.name(), Peer: s.peer()}
+		for i := 0; i < r.o.repeats; i++ {
+			if err := s.cold(ctx); err != nil {
+				return err
+			}
+			s.link().SetConfig(c) // re-arms the single cut
+			resetLink(s)
+			start := time.Now()
+			err := pullOnce(ctx, s, im.repoTag, im.info.Digest.String())
+			took := time.Since(start)
+			ok := 1.0
+			if err != nil {
+				ok = 0
+				res.Errors = append(res.Errors, err.Error())
+			}
+			res.Runs = append(res.Runs, map[string]float64{"completed": ok, "seconds": took.Seconds(), "wan_bytes": wanBytes(s), "cuts": float64(s.link().Stats().Cuts)})
+			r.step("cut   %-9s %-18s run %d/%d: completed=%v in %.2fs, %s over the WAN, %d cut(s)", im.label, s.name(), i+1, r.o.repeats, err == nil, took.Seconds(), mb(wanBytes(s)), s.link().Stats().Cuts)
+			r.setProfile(shared)
+		}
+		r.add(res)
+	}
+	return nil
+}
+
+// throughput: scenario 6 (64 connections on one warm blob) with the peak
+// RSS of the system (scenario 7).
+func (r *runner) throughput(ctx context.Context, im *image) error {
+	d := im.info.Layers[0].String()
+	for _, s := range r.systems {
+		if s.name() == "direct" {
+			continue // bounded by the WAN, not a cache
+		}
+		res := &result{Scenario: "throughput", Image: im.label + " (one layer)", Profile: "shared", System: s.name(), Peer: s.peer()}
+		if err := s.cold(ctx); err != nil {
+			return err
+		}
+		if err := pullOnce(ctx, s, im.repoTag, im.info.Digest.String()); err != nil {
+			return fmt.Errorf("%s: warming: %w", s.name(), err)
+		}
+		url, err := s.blobURL(ctx, repoOf(im.repoTag), d)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name(), err)
+		}
+		rss := sampleRSS(s.pids)
+		lr, err := runLoad(ctx, url, 64, r.o.loadTime)
+		peak := rss.Peak()
+		if err != nil {
+			res.Errors = append(res.Errors, err.Error())
+			r.step("throughput %-18s FAILED: %v", s.name(), err)
+			r.add(res)
+			continue
+		}
+		res.Runs = append(res.Runs, map[string]float64{
+			"req_per_s": lr.Requests, "mib_per_s": lr.Bytes / (1 << 20), "p50_ms": lr.P50ms, "p99_ms": lr.P99ms,
+			"peak_rss_mib": float64(peak) / (1 << 20),
+		})
+		r.step("throughput %-18s %.0f req/s, %.0f MiB/s, p50 %.1f ms, p99 %.1f ms, peak RSS %s", s.name(), lr.Requests, lr.Bytes/(1<<20), lr.P50ms, lr.P99ms, mb(float64(peak)))
+		r.add(res)
+	}
+	return nil
+}
+
+func repoOf(repoTag string) string {
+	for i := len(repoTag) - 1; i >= 0; i-- {
+		if repoTag[i] == ':' {
+			return repoTag[:i]
+		}
+	}
+	return repoTag
+}
+
+// medians returns the median of every metric over runs.
+func medians(runs []map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	if len(runs) == 0 {
+		return out
+	}
+	for k := range runs[0] {
+		var vs []float64
+		for _, r := range runs {
+			vs = append(vs, r[k])
+		}
+		slices.Sort(vs)
+		if len(vs)%2 == 1 {
+			out[k] = vs[len(vs)/2]
+		} else {
+			out[k] = (vs[len(vs)/2-1] + vs[len(vs)/2]) / 2
+		}
+	}
+	return out
+}
+
+func sortDurations(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }
+
+func numCPU() int { return runtime.NumCPU() }
+
+func mb(b float64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", b/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", b)
+}

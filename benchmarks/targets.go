@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+var dtrcacheSystems = []string{"dtrcache-mirror", "dtrcache-redirect"}
+
+// checkTargets compares dtrcache's medians with the README's targets.
+func (rep *report) checkTargets() []target {
+	var ts []target
+	add := func(what string, measured string, met bool) {
+		ts = append(ts, target{What: what, Measured: measured, Met: met})
+	}
+	median := func(scenario, image, profile, system, metric string) (float64, bool) {
+		r := rep.find(scenario, image, profile, system)
+		if r == nil || len(r.Runs) == 0 {
+			return math.NaN(), false
+		}
+		v, ok := r.Median[metric]
+		return v, ok
+	}
+	for _, k := range rep.groups() {
+		rs := rep.group(k.scenario, k.image, k.profile)
+		for _, sys := range dtrcacheSystems {
+			v, ok := median(k.scenario, k.image, k.profile, sys, "seconds")
+			if !ok && k.scenario != "range" && k.scenario != "throughput" {
+				continue
+			}
+			d, _ := median(k.scenario, k.image, k.profile, "direct", "seconds")
+			peer, who := bestPeer(rs, "seconds", false)
+			where := fmt.Sprintf("%s, %s, %s", sys, k.image, k.profile)
+			switch k.scenario {
+			case "cold":
+				limit := 1.0
+				if k.profile == "per-conn" {
+					limit = 0.5
+				}
+				add(fmt.Sprintf("cold pull ≤ %.1f × direct (%s)", limit, where), fmt.Sprintf("%.2f s vs %.2f s = %s", v, d, ratio(v, d)), v <= limit*d)
+				if who != "" {
+					add(fmt.Sprintf("cold pull no slower than the best peer (%s)", where), fmt.Sprintf("%s: %s", who, ratio(v, peer)), v <= peer)
+				}
+			case "warm":
+				if who != "" {
+					add(fmt.Sprintf("warm pull ≤ 0.9 × best peer (%s)", where), fmt.Sprintf("%.2f s vs %s %.2f s = %s", v, who, peer, ratio(v, peer)), v <= 0.9*peer)
+				}
+			case "concurrent":
+				single, _ := median("cold", k.image, k.profile, sys, "seconds")
+				wb, _ := median(k.scenario, k.image, k.profile, sys, "wan_bytes")
+				img := float64(rep.Images[k.image])
+				add(fmt.Sprintf("16 concurrent cold pulls: WAN bytes = 1.00 × image (%s)", where), fmt.Sprintf("%.3f ×", wb/img), wb/img < 1.005)
+				if !math.IsNaN(single) {
+					add(fmt.Sprintf("16 concurrent cold pulls: wall ≤ 1.1 × one cold pull (%s)", where), fmt.Sprintf("%.2f s vs %.2f s = %s", v, single, ratio(v, single)), v <= 1.1*single)
+				}
+			case "range":
+				t, ok := median(k.scenario, k.image, k.profile, sys, "ttfb_ms")
+				if ok {
+					add(fmt.Sprintf("range at 90 %% of an uncached blob: first byte ≤ 2 × RTT (%s)", where), fmt.Sprintf("%.1f ms = %.2f × RTT", t, t/rep.RTT), t <= 2*rep.RTT)
+				}
+			case "cut":
+				r := rep.find(k.scenario, k.image, k.profile, sys)
+				wb, _ := median(k.scenario, k.image, k.profile, sys, "wan_bytes")
+				img := float64(rep.Images[k.image])
+				done := sum(r.Runs, "completed") == float64(len(r.Runs)) && len(r.Runs) > 0
+				add(fmt.Sprintf("upstream cut: completes, WAN bytes ≤ 1.02 × image (%s)", where), fmt.Sprintf("completed %v, %.3f ×", done, wb/img), done && wb/img <= 1.02)
+			case "throughput":
+				m, ok := median(k.scenario, k.image, k.profile, sys, "mib_per_s")
+				n, nok := median(k.scenario, k.image, k.profile, "nginx", "mib_per_s")
+				if ok && nok {
+					add(fmt.Sprintf("warm hit throughput ≥ 0.9 × nginx (%s)", where), fmt.Sprintf("%.0f vs %.0f MiB/s = %s", m, n, ratio(m, n)), m >= 0.9*n)
+				}
+			}
+		}
+	}
+	for _, sys := range dtrcacheSystems {
+		peak, seen := 0.0, false
+		for _, r := range rep.Results {
+			if r.System == sys && (r.Scenario == "concurrent" || r.Scenario == "throughput") {
+				if v, ok := r.Median["peak_rss_mib"]; ok {
+					peak, seen = math.Max(peak, v), true
+				}
+			}
+		}
+		if seen {
+			add(fmt.Sprintf("peak RSS ≤ 100 MiB in scenarios 3 and 6 (%s)", sys), fmt.Sprintf("%.0f MiB", peak), peak <= 100)
+		}
+	}
+	return ts
+}
+
+// shortName trims a system name for chart labels.
+func shortName(s string) string {
+	return strings.NewReplacer("dtrcache-", "dtr-", "distribution-", "distr-").Replace(s)
+}

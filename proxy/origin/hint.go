@@ -1,0 +1,61 @@
+package origin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/proxy/cache"
+	"go.uber.org/zap"
+)
+
+// hintKey marks a manifest request whose blobs should be hinted to the
+// user's cache.
+type hintKey struct{}
+
+type hintTarget struct {
+	cache Cache
+	user  string
+	repo  string
+}
+
+// hint tells the cache to start filling blobs now, with one token per
+// blob for the user, so the user's redirected requests join running
+// fills. Best effort: failures only cost the head start.
+func (s *Server) hint(t hintTarget, blobs []casstore.Digest) {
+	h := cache.PrefetchHint{Repo: t.repo}
+	signer := s.c.Keys.Signer()
+	for _, d := range blobs {
+		tok, _, err := signer.Sign(t.user, t.cache.Name, t.repo, d.String())
+		if err != nil {
+			s.c.Logger.Error("signing a prefetch token", zap.Error(err))
+			return
+		}
+		h.Blobs = append(h.Blobs, cache.PrefetchBlob{Digest: d.String(), Token: tok})
+	}
+	body, err := json.Marshal(h)
+	if err != nil {
+		return
+	}
+	base := t.cache.Host
+	if t.cache.ProbeHost != "" {
+		base = t.cache.ProbeHost // the address the origin reaches the cache at
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+cache.PrefetchPath, bytes.NewReader(body))
+	if err != nil {
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.c.Prober.Client.Do(req)
+	if err != nil {
+		s.c.Logger.Debug("prefetch hint not delivered", zap.String("cache", t.cache.Name), zap.Error(err))
+		return
+	}
+	resp.Body.Close()
+	s.c.Metrics.hinted(t.cache.Name, len(blobs))
+}
