@@ -2,8 +2,11 @@ package cache
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
@@ -29,6 +32,11 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 	}
 	if r.Method == http.MethodHead {
 		return s.headBlob(w, r, route, a)
+	}
+	if start, length, ok := rangeStart(r.Header.Get("Range")); ok && start >= directRangeMin && s.prefetchEnabled() {
+		if _, err := a.store.Stat(d); errors.Is(err, casstore.ErrNotFound) {
+			return s.serveRangeDirect(w, r, route, a, start, length)
+		}
 	}
 	blob, res, err := a.store.Fill(r.Context(), d, a.client.BlobSource(route.Name, d, a.header), s.Fill)
 	if err != nil {
@@ -71,5 +79,78 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, route regapi.R
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// rangeStart parses "bytes=a-" or "bytes=a-b" (one range, no suffix form)
+// without knowing the blob's size; length is -1 for "a-".
+func rangeStart(h string) (start, length int64, ok bool) {
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found || a == "" {
+		return 0, 0, false
+	}
+	start, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || start < 0 {
+		return 0, 0, false
+	}
+	if b == "" {
+		return start, -1, true
+	}
+	end, err := strconv.ParseInt(b, 10, 64)
+	if err != nil || end < start {
+		return 0, 0, false
+	}
+	return start, end - start + 1, true
+}
+
+// directRangeMin is how far into an uncached blob a range must start to be
+// answered straight from upstream (while the whole blob fills in the
+// background) rather than from the fill.
+const directRangeMin = 4 << 20
+
+// serveRangeDirect answers a range far into an uncached blob with its own
+// upstream range request: the first byte arrives after one upstream round
+// trip instead of after the fill's first response. The blob's fill starts
+// in the background so the next request finds it.
+func (s *Server) serveRangeDirect(w http.ResponseWriter, r *http.Request, route regapi.Route, a access, start, length int64) error {
+	f := serve.FieldsFrom(r.Context())
+	d := route.Digest
+	s.enqueue([]prefetchJob{{store: a.store, client: a.client, repo: route.Name, d: d, header: a.header}})
+	st, err := a.client.FetchBlob(r.Context(), route.Name, d, start, length, a.header)
+	if err != nil {
+		s.Metrics.blob(a.mode, "error")
+		return upstreamError(err, regapi.CodeBlobUnknown)
+	}
+	defer st.Body.Close()
+	n := st.Len
+	if length >= 0 && (n < 0 || n > length) {
+		n = length
+	}
+	if st.Size >= 0 && start >= st.Size {
+		return regapi.NewError(http.StatusRequestedRangeNotSatisfiable, regapi.CodeRangeInvalid, "requested range not satisfiable").
+			WithHeader("Content-Range", "bytes */"+strconv.FormatInt(st.Size, 10))
+	}
+	f.Result = "direct_range"
+	s.Metrics.blob(a.mode, f.Result)
+	h := w.Header()
+	regapi.BlobHeaders(h, d.String(), "")
+	if n >= 0 && st.Size >= 0 {
+		h.Set("Content-Range", regapi.ByteRange{Start: start, Length: n}.ContentRange(st.Size))
+		h.Set("Content-Length", strconv.FormatInt(n, 10))
+	}
+	w.WriteHeader(http.StatusPartialContent)
+	var body io.Reader = st.Body
+	if n >= 0 {
+		body = io.LimitReader(st.Body, n)
+	}
+	written, err := io.Copy(w, body)
+	s.Metrics.bytes(a.mode, "upstream", written)
+	if err != nil || n >= 0 && written != n {
+		return fmt.Errorf("%w: %d of %d bytes: %v", regapi.ErrAborted, written, n, err)
+	}
 	return nil
 }

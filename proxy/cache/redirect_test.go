@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -327,5 +328,34 @@ func TestParallelRangeFill(t *testing.T) {
 	// 2 MiB + 5 in 256 KiB chunks: 9 range requests, no overlap.
 	if n := e.reg.Counter.RangeGets(d.String()); n != 9 {
 		t.Fatalf("registry saw %d range GETs, want 9", n)
+	}
+}
+
+func TestFarRangeOfUncachedBlobGoesStraightUpstream(t *testing.T) {
+	e := newEnv(t, envOptions{noMirror: true})
+	e.server.Prefetch = 1
+	img := e.push(t, "big/range:1", testenv.ImageSpec{Layers: 1, LayerSize: 12 << 20, Seed: 31})
+	d, data := layerBytes(t, img, 0)
+	off := int64(len(data)) * 9 / 10
+	resp, body, err := e.get(t, "/v2/big/range/blobs/"+d.String()+"?token="+e.token(t, "big/range", d), map[string]string{"Range": fmt.Sprintf("bytes=%d-", off)})
+	if err != nil || resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, data[off:]) {
+		t.Fatalf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+	}
+	if want := fmt.Sprintf("bytes %d-%d/%d", off, len(data)-1, len(data)); resp.Header.Get("Content-Range") != want {
+		t.Fatalf("Content-Range %q, want %q", resp.Header.Get("Content-Range"), want)
+	}
+	// The whole blob is filled in the background, once.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := e.store.Stat(casstore.MustParseDigest(d.String())); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the blob was not filled in the background")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := e.reg.Counter.RangeGets(d.String()); n != 1 {
+		t.Fatalf("registry saw %d range GETs, want 1 (the client's range)", n)
 	}
 }
