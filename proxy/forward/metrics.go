@@ -17,7 +17,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtrcache_forward_requests_total",
-			Help: "Requests through the forward proxy (plain HTTP and inside intercepted connections) by result: hit, miss, joined, not_modified (blobs from the store), forward (to the registry unchanged), denied, error.",
+			Help: "Requests through the forward proxy (plain HTTP and inside intercepted connections) by result: hit, miss, joined, not_modified (blobs from the store), forward (to the registry unchanged), denied, error; health for the proxy's own /healthz.",
 		}, []string{"result"}),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtrcache_forward_connects_total",

@@ -29,7 +29,8 @@ type Options struct {
 	// Rules decide what is intercepted, tunnelled or refused, and guard
 	// every outgoing connection. Required.
 	Rules *Rules
-	// Leaves issues the certificates of intercepted hosts. Required.
+	// Leaves issues the certificates of intercepted hosts. Required. If its
+	// OnIssue is nil, New sets it to count and log issued leaves.
 	Leaves *ca.Leaves
 	// Store holds the blobs. It must only ever serve authorized reads (the
 	// redirect store may be shared; the mirror store must not be).
@@ -213,7 +214,9 @@ func (p *Proxy) serveProxy(w http.ResponseWriter, r *http.Request) {
 		p.deny(w, r, "only http:// URLs can be proxied; https goes through CONNECT")
 	default:
 		d := p.rules.PlainHTTP(r.URL.Host)
-		f.host = d.Target()
+		if d.Host != "" {
+			f.host = d.Target()
+		}
 		if d.Action != Intercept {
 			p.deny(w, r, d.Reason)
 			return

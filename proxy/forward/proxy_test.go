@@ -366,3 +366,61 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestCorruptBlobIsCutNotStored: when the registry sends bytes that do not
+// match the digest, the client's download is cut (never a clean end) and
+// nothing is stored. (The registry is real; a wrapper flips one byte on
+// the way, the only way to produce this fault.)
+func TestCorruptBlobIsCutNotStored(t *testing.T) {
+	var target string
+	var mu sync.Mutex
+	flip := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			bad := target != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+target)
+			mu.Unlock()
+			if bad {
+				w = &flipWriter{ResponseWriter: w, at: 1000}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	e := newEnv(t, envConfig{wrap: flip})
+	img := e.push("website/ui:5", 6, 1, 64<<10)
+	layer := blobs(t, img)[1]
+	mu.Lock()
+	target = layer
+	mu.Unlock()
+	req, _ := http.NewRequest(http.MethodGet, "https://registry.test/v2/website/ui/blobs/"+layer, nil)
+	req.SetBasicAuth("alice", password)
+	resp, err := (&http.Client{Transport: e.client()}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Fatalf("corrupt blob delivered with a clean end (%d of %d bytes)", len(body), resp.ContentLength)
+	}
+	if int64(len(body)) >= resp.ContentLength {
+		t.Fatalf("all %d bytes delivered", len(body))
+	}
+	if _, err := e.store.Stat(mustDigest(t, layer)); err == nil {
+		t.Fatal("a corrupt blob was stored")
+	}
+}
+
+// flipWriter inverts the byte at offset at of a response body.
+type flipWriter struct {
+	http.ResponseWriter
+	at, off int64
+}
+
+func (f *flipWriter) Write(p []byte) (int, error) {
+	if f.at >= f.off && f.at < f.off+int64(len(p)) {
+		p = bytes.Clone(p)
+		p[f.at-f.off] ^= 0xff
+	}
+	f.off += int64(len(p))
+	return f.ResponseWriter.Write(p)
+}
