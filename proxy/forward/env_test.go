@@ -122,6 +122,11 @@ type env struct {
 	addr     string // the proxy's host:port
 	metrics  *Metrics
 
+	// shutdown stops the proxy and returns what Serve returned.
+	shutdown func() error
+	once     sync.Once
+	served   error
+
 	// mu guards now, the clock of the authorization cache.
 	mu  sync.Mutex
 	now time.Time
@@ -201,9 +206,15 @@ func newEnv(t *testing.T, c envConfig) *env {
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- e.proxy.Serve(sctx, ln) }()
+	e.shutdown = func() error {
+		e.once.Do(func() {
+			stop()
+			e.served = <-done
+		})
+		return e.served
+	}
 	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
+		if err := e.shutdown(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})

@@ -2,12 +2,19 @@ package forward
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // TestIdleConnectionsClosed: tunnels and intercepted connections that
@@ -50,4 +57,88 @@ func TestIdleConnectionsClosed(t *testing.T) {
 			t.Fatalf("idle keep-alive connection closed after %v, want about %v", d, idle)
 		}
 	})
+}
+
+// TestShutdownLetsDownloadsFinish: when the proxy is stopped, a download
+// in flight through an intercepted connection finishes, Serve returns
+// nil, and the port is closed.
+func TestShutdownLetsDownloadsFinish(t *testing.T) {
+	release := make(chan struct{})
+	var held sync.Once
+	holding := make(chan struct{})
+	// The registry sends half of every blob, then waits for release.
+	slow := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+				w = &holdWriter{ResponseWriter: w, after: 32 << 10, hold: func() {
+					held.Do(func() { close(holding) })
+					<-release
+				}}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	shuttingDown := make(chan struct{})
+	var once sync.Once
+	e := newEnv(t, envConfig{wrap: slow, options: func(o *Options) {
+		o.Logger = o.Logger.WithOptions(zap.Hooks(func(en zapcore.Entry) error {
+			if strings.HasPrefix(en.Message, "shutting down") {
+				once.Do(func() { close(shuttingDown) })
+			}
+			return nil
+		}))
+	}})
+	img := e.push("website/ui:6", 7, 1, 256<<10)
+	layer := blobs(t, img)[1]
+	req, _ := http.NewRequest(http.MethodGet, "https://registry.test/v2/website/ui/blobs/"+layer, nil)
+	req.SetBasicAuth("alice", password)
+	resp, err := (&http.Client{Transport: e.client()}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-holding
+	served := make(chan error, 1)
+	go func() { served <- e.shutdown() }()
+	<-shuttingDown
+	close(release)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || fmt.Sprintf("sha256:%x", sha256.Sum256(body)) != layer {
+		t.Fatalf("download in flight during shutdown: %d bytes, %v", len(body), err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if c, err := net.Dial("tcp", e.addr); err == nil {
+		c.Close()
+		t.Fatal("the proxy still accepts connections after Serve returned")
+	}
+}
+
+// holdWriter calls hold once after the first after bytes.
+type holdWriter struct {
+	http.ResponseWriter
+	after, n int64
+	hold     func()
+	done     bool
+}
+
+func (h *holdWriter) Write(p []byte) (int, error) {
+	if !h.done && h.n+int64(len(p)) > h.after {
+		k := h.after - h.n
+		n, err := h.ResponseWriter.Write(p[:k])
+		h.n += int64(n)
+		if err != nil {
+			return n, err
+		}
+		h.ResponseWriter.(http.Flusher).Flush()
+		h.done = true
+		h.hold()
+		m, err := h.ResponseWriter.Write(p[k:])
+		h.n += int64(m)
+		return n + m, err
+	}
+	n, err := h.ResponseWriter.Write(p)
+	h.n += int64(n)
+	return n, err
 }
