@@ -23,6 +23,7 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", envOr("DTRCACHE_CA_DIR", ""), "CA directory (env DTRCACHE_CA_DIR)")
 	name := fs.String("name", "dtrcache office CA", "init: the CA's common name")
 	validity := fs.String("validity", "3650d", "init: how long the CA certificate is valid")
+	ifMissing := fs.Bool("if-missing", false, "init: succeed without changes when the CA exists (provisioning scripts)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -47,6 +48,10 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	a, err := ca.Init(*dir, ca.Options{Name: *name, Validity: d.D()})
 	if errors.Is(err, ca.ErrExists) {
+		if *ifMissing {
+			fmt.Fprintf(stdout, "CA already in %s; left as it is\n", *dir)
+			return 0
+		}
 		fmt.Fprintf(stderr, "dtrcache ca init: %v; refusing to overwrite it\n", err)
 		return 1
 	}

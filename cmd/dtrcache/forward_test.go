@@ -50,6 +50,9 @@ func TestCACommand(t *testing.T) {
 	if code := run(context.Background(), []string{"ca", "init", "--dir", dir}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "refusing to overwrite") {
 		t.Fatalf("second ca init: exit %d, %q", code, stderr.String())
 	}
+	if code := run(context.Background(), []string{"ca", "init", "--if-missing", "--dir", dir}, io.Discard, io.Discard); code != 0 {
+		t.Fatalf("ca init --if-missing on an existing CA: exit %d", code)
+	}
 	if again, _ := os.ReadFile(filepath.Join(dir, "ca.key")); !bytes.Equal(key, again) {
 		t.Fatal("ca init overwrote the key")
 	}

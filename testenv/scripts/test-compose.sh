@@ -27,3 +27,11 @@ served=$(curl -s http://127.0.0.1:5001/metrics | awk '/^dtrcache_blob_requests_t
 layers=$(docker image inspect -f '{{len .RootFS.Layers}}' 127.0.0.1:8443/website/ui:3-stable)
 [ "$served" -ge "$layers" ] || fail "the cache served $served blobs for $layers layers"
 pass "docker login + docker image pull 127.0.0.1:8443/website/ui:3-stable: $layers layers, $served blobs served by the cache"
+
+# The same cache is the office's HTTPS_PROXY: the intercepted registry
+# answers through it; other destinations are refused.
+code=$(curl -s -o /dev/null -w '%{http_code}' -x http://127.0.0.1:3128 -u alice:dtrcache http://wan:8443/v2/)
+[ "$code" = 200 ] || fail "GET http://wan:8443/v2/ through the forward proxy: $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' -x http://127.0.0.1:3128 http://example.org/ || true)
+[ "$code" = 403 ] || fail "a destination outside the lists answered $code through the proxy, want 403"
+pass "forward proxy on 127.0.0.1:3128: the intercepted registry answers, other destinations get 403"
