@@ -119,6 +119,7 @@ var (
 	wrkReqRE   = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
 	wrkBytesRE = regexp.MustCompile(`Transfer/sec:\s+([\d.]+)([KMG]?B)`)
 	wrkLatRE   = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$`)
+	wrkErrRE   = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
 )
 
 // runLoad drives conns connections at url for d with wrk (Debian's wrk),
@@ -151,6 +152,9 @@ func runLoad(ctx context.Context, url string, conns int, d time.Duration) (loadR
 	if r.Requests == 0 {
 		return r, fmt.Errorf("wrk output not understood:\n%s", out)
 	}
+	if m := wrkErrRE.FindSubmatch(out); m != nil {
+		return r, fmt.Errorf("wrk: %s non-2xx responses: the numbers would count errors", m[1])
+	}
 	return r, nil
 }
 
@@ -161,7 +165,7 @@ func goLoad(ctx context.Context, url string, conns int, d time.Duration) (loadRe
 	tr := &http.Transport{MaxIdleConnsPerHost: conns}
 	var mu sync.Mutex
 	var lats []time.Duration
-	var bytes int64
+	var bytes, failed int64
 	var wg sync.WaitGroup
 	for i := 0; i < conns; i++ {
 		wg.Add(1)
@@ -173,6 +177,13 @@ func goLoad(ctx context.Context, url string, conns int, d time.Duration) (loadRe
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 				resp, err := tr.RoundTrip(req)
 				if err != nil {
+					return
+				}
+				if resp.StatusCode != http.StatusOK {
+					resp.Body.Close()
+					mu.Lock()
+					failed++
+					mu.Unlock()
 					return
 				}
 				n, err := io.CopyBuffer(io.Discard, resp.Body, buf)
@@ -188,6 +199,9 @@ func goLoad(ctx context.Context, url string, conns int, d time.Duration) (loadRe
 		}()
 	}
 	wg.Wait()
+	if failed > 0 {
+		return loadResult{}, fmt.Errorf("%d responses were not 200", failed)
+	}
 	if len(lats) == 0 {
 		return loadResult{}, fmt.Errorf("no request completed")
 	}

@@ -183,6 +183,9 @@ func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
 				if v, ok := r.Median["peak_rss_mib"]; ok {
 					rss = fmt.Sprintf("%.0f MiB", v)
 				}
+				if v, ok := r.Median["origin_peak_rss_mib"]; ok {
+					rss += fmt.Sprintf(" (origin %.0f MiB)", v)
+				}
 				fmt.Fprintf(b, " %.3f | %s |", r.Median["wan_bytes"]/img, rss)
 			case "cut":
 				fmt.Fprintf(b, " %.0f/%d | %.3f |", sum(r.Runs, "completed"), len(r.Runs), r.Median["wan_bytes"]/img)
@@ -208,8 +211,12 @@ func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
 			if nginx != nil {
 				n = nginx.Median["mib_per_s"]
 			}
-			fmt.Fprintf(b, "| %s%s | %.0f | %.0f | %.1f ms | %.1f ms | %.0f MiB | %s |\n", r.System, errs(r), r.Median["req_per_s"], r.Median["mib_per_s"],
-				r.Median["p50_ms"], r.Median["p99_ms"], r.Median["peak_rss_mib"], ratio(r.Median["mib_per_s"], n))
+			rss := fmt.Sprintf("%.0f MiB", r.Median["peak_rss_mib"])
+			if v, ok := r.Median["origin_peak_rss_mib"]; ok {
+				rss += fmt.Sprintf(" (origin %.0f MiB)", v)
+			}
+			fmt.Fprintf(b, "| %s%s | %.0f | %.0f | %.1f ms | %.1f ms | %s | %s |\n", r.System, errs(r), r.Median["req_per_s"], r.Median["mib_per_s"],
+				r.Median["p50_ms"], r.Median["p99_ms"], rss, ratio(r.Median["mib_per_s"], n))
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dtrcache/dtrcache/testenv/wan"
@@ -68,6 +69,12 @@ func (r *runner) coldWarm(ctx context.Context, profile string, im *image) error 
 				return fmt.Errorf("%s: %w", s.name(), err)
 			}
 			for _, res := range []*result{cold, warm} {
+				if res == warm {
+					// A warm pull comes later in real life: let every system
+					// finish writing what the cold pull brought (dtrcache
+					// fsyncs each blob; nginx and distribution do not).
+					syscall.Sync()
+				}
 				resetLink(s)
 				start := time.Now()
 				err := pullOnce(ctx, s, im.repoTag, im.info.Digest.String())
@@ -100,6 +107,7 @@ func (r *runner) concurrent(ctx context.Context, profile string, im *image, n in
 			}
 			resetLink(s)
 			rss := sampleRSS(s.pids)
+			orss := sampleRSS(originPIDs(s))
 			start := time.Now()
 			var wg sync.WaitGroup
 			errs := make(chan error, n)
@@ -112,7 +120,7 @@ func (r *runner) concurrent(ctx context.Context, profile string, im *image, n in
 			}
 			wg.Wait()
 			took := time.Since(start)
-			peak := rss.Peak()
+			peak, opeak := rss.Peak(), orss.Peak()
 			close(errs)
 			failed := 0
 			for err := range errs {
@@ -124,6 +132,9 @@ func (r *runner) concurrent(ctx context.Context, profile string, im *image, n in
 			run := map[string]float64{"seconds": took.Seconds(), "wan_bytes": wanBytes(s), "failed": float64(failed)}
 			if s.pids() != nil {
 				run["peak_rss_mib"] = float64(peak) / (1 << 20)
+			}
+			if opeak > 0 {
+				run["origin_peak_rss_mib"] = float64(opeak) / (1 << 20)
 			}
 			res.Runs = append(res.Runs, run)
 			r.step("%d clients %-9s %-8s %-18s: %6.2fs, %s over the WAN, %d failed, peak RSS %s", n, im.label, profile, s.name(), took.Seconds(), mb(wanBytes(s)), failed, mb(float64(peak)))
@@ -213,8 +224,9 @@ func (r *runner) throughput(ctx context.Context, im *image) error {
 			return fmt.Errorf("%s: %w", s.name(), err)
 		}
 		rss := sampleRSS(s.pids)
+		orss := sampleRSS(originPIDs(s))
 		lr, err := runLoad(ctx, url, 64, r.o.loadTime)
-		peak := rss.Peak()
+		peak, opeak := rss.Peak(), orss.Peak()
 		if err != nil {
 			res.Errors = append(res.Errors, err.Error())
 			r.step("throughput %-18s FAILED: %v", s.name(), err)
@@ -225,6 +237,9 @@ func (r *runner) throughput(ctx context.Context, im *image) error {
 			"req_per_s": lr.Requests, "mib_per_s": lr.Bytes / (1 << 20), "p50_ms": lr.P50ms, "p99_ms": lr.P99ms,
 			"peak_rss_mib": float64(peak) / (1 << 20),
 		})
+		if opeak > 0 {
+			res.Runs[len(res.Runs)-1]["origin_peak_rss_mib"] = float64(opeak) / (1 << 20)
+		}
 		r.step("throughput %-18s %.0f req/s, %.0f MiB/s, p50 %.1f ms, p99 %.1f ms, peak RSS %s", s.name(), lr.Requests, lr.Bytes/(1<<20), lr.P50ms, lr.P99ms, mb(float64(peak)))
 		r.add(res)
 	}
@@ -275,4 +290,12 @@ func mb(b float64) string {
 		return fmt.Sprintf("%.1f KiB", b/(1<<10))
 	}
 	return fmt.Sprintf("%.0f B", b)
+}
+
+// originPIDs returns the origin's processes of a system that has one.
+func originPIDs(s system) func() []int {
+	if o, ok := s.(interface{ originPIDs() []int }); ok {
+		return o.originPIDs
+	}
+	return func() []int { return nil }
 }

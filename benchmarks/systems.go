@@ -315,9 +315,10 @@ func (s *redirectSys) host() string { return s.l.Addr() }
 func (s *redirectSys) remote() testenv.RemoteOptions {
 	return testenv.RemoteOptions{Username: "alice", Password: s.pw}
 }
-func (s *redirectSys) link() *wan.Link { return s.l }
-func (s *redirectSys) pids() []int     { return append(s.cache.pids(), s.origin.pids()...) }
-func (s *redirectSys) stop()           { s.cache.stop(); s.origin.stop(); s.l.Close() }
+func (s *redirectSys) link() *wan.Link   { return s.l }
+func (s *redirectSys) pids() []int       { return s.cache.pids() } // the office side; the origin is measured apart
+func (s *redirectSys) originPIDs() []int { return s.origin.pids() }
+func (s *redirectSys) stop()             { s.cache.stop(); s.origin.stop(); s.l.Close() }
 
 // cold restarts the cache empty and waits until the origin sees it
 // healthy again (else the origin would serve alice itself).

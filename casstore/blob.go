@@ -355,10 +355,11 @@ func (s *section) Close() error {
 	return nil
 }
 
-// Wait blocks until the blob is complete in the store (nil), or its fill
-// failed (the fill's error), or ctx ends. It returns at once for a blob
-// that was complete when opened. Background work such as prefetching uses
-// it to bound how many fills run at once.
+// Wait blocks until every byte of the blob has arrived and matched its
+// digest (nil) — making it durable and visible may still be under way —
+// or its fill failed (the fill's error), or ctx ends. It returns at once
+// for a blob that was complete when opened. Background work such as
+// prefetching uses it to bound how many downloads run at once.
 func (b *Blob) Wait(ctx context.Context) error {
 	if b.file != nil {
 		return nil
@@ -366,12 +367,12 @@ func (b *Blob) Wait(ctx context.Context) error {
 	f := b.f
 	for {
 		f.mu.Lock()
-		ph, err, ch := f.phase, f.err, f.changed
+		ph, verified, err, ch := f.phase, f.verified, f.err, f.changed
 		f.mu.Unlock()
-		switch ph {
-		case phaseCommitted:
+		switch {
+		case verified || ph == phaseCommitted:
 			return nil
-		case phaseFailed, phaseWriteFailed:
+		case ph == phaseFailed || ph == phaseWriteFailed:
 			return err
 		}
 		select {

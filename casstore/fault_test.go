@@ -2,6 +2,7 @@ package casstore
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"sync"
@@ -109,5 +110,33 @@ func TestWriteFaultKeepsReadersServed(t *testing.T) {
 			mustEqual(t, readAll(t, b), data)
 			waitFor(t, func() bool { return s.Stats().Blobs == 1 })
 		})
+	}
+}
+
+// TestWriteFaultStillVerifies: the disk is full from the start and the
+// source sends a corrupt byte; readers take the blob from the source and
+// must get an error, not a clean end.
+func TestWriteFaultStillVerifies(t *testing.T) {
+	opt := Options{createTemp: func(dir string) (fillFile, error) {
+		f, err := os.CreateTemp(dir, "fill-*")
+		if err != nil {
+			return nil, err
+		}
+		return &faultyFile{File: f, err: syscall.ENOSPC, truncErr: syscall.ENOSPC}, nil
+	}}
+	s := newTestStore(t, opt)
+	data, d := randomBlob(t, 1<<20)
+	src := newTestSource(data)
+	src.corruptAt = 1000
+	b, _, err := s.Fill(context.Background(), d, src, FillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Size() != int64(len(data)) {
+		t.Fatalf("Size = %d after a setup failure, want %d", b.Size(), len(data))
+	}
+	if _, err := io.ReadAll(b); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("reading a corrupt blob past a full disk: %v, want ErrDigestMismatch", err)
 	}
 }

@@ -186,6 +186,12 @@ func (f *fill) run() {
 		firstLen = f.opt.ChunkSize
 	}
 	st, err := f.open(ctx, 0, firstLen, 0)
+	if err == nil && firstLen >= 0 && st.Size < 0 && st.Len >= 0 {
+		// A range answered without the total: the blob's size is unknown,
+		// so fetch it whole in one stream.
+		st.Body.Close()
+		st, err = f.open(ctx, 0, -1, 0)
+	}
 	if err != nil {
 		f.fail(err)
 		return
@@ -283,6 +289,11 @@ func (f *fill) setup(st Stream) error {
 			n = int((size + chunk - 1) / chunk)
 		}
 	}
+	// Readers learn the size even if the disk fails below: a reader of the
+	// whole blob then still verifies what it takes from the source.
+	f.mu.Lock()
+	f.size = size
+	f.mu.Unlock()
 	file, err := f.s.opt.createTemp(f.s.tmpDir())
 	if err != nil {
 		return fmt.Errorf("%w: create temp file: %w", ErrWrite, err)
@@ -372,7 +383,11 @@ func (f *fill) fetchChunk(ctx context.Context, c int, st *Stream, buf []byte) er
 			}
 			st = &s
 		}
-		n, err := f.copyStream(ctx, c, start+done, clen-done, st.Body)
+		want := clen - done
+		if clen == math.MaxInt64 {
+			want = math.MaxInt64 // size unknown: read to the stream's end
+		}
+		n, err := f.copyStream(ctx, c, start+done, want, st.Body, buf)
 		st.Body.Close()
 		st = nil
 		if err == nil {
@@ -443,14 +458,13 @@ func (f *fill) backoff(ctx context.Context, failures int) error {
 // copyStream copies up to want bytes from body into chunk c at off. It
 // returns the bytes written and nil once want bytes landed (or, while the
 // size is unknown, at EOF).
-func (f *fill) copyStream(ctx context.Context, c int, off, want int64, body io.Reader) (int64, error) {
+func (f *fill) copyStream(ctx context.Context, c int, off, want int64, body io.Reader, buf []byte) (int64, error) {
 	stall := time.AfterFunc(f.s.opt.StallTimeout, func() {
 		if cl, ok := body.(io.Closer); ok {
 			cl.Close()
 		}
 	})
 	defer stall.Stop()
-	buf := make([]byte, readBufSize)
 	var written int64
 	for written < want {
 		if err := ctx.Err(); err != nil {

@@ -455,8 +455,8 @@ func TestBlobWait(t *testing.T) {
 	if err := b.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Stat(d); err != nil {
-		t.Fatalf("Wait returned before the blob was stored: %v", err)
+	if st := s.Stats(); st.BytesFilled != int64(len(data)) {
+		t.Fatalf("Wait returned before every byte arrived: %d of %d", st.BytesFilled, len(data))
 	}
 	bad := newTestSource(data)
 	bad.corruptAt = 5

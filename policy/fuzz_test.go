@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -44,7 +45,7 @@ func FuzzVerify(f *testing.F) {
 	sentinels := []error{ErrMalformedToken, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrUnknownKey, ErrClaimMismatch, ErrMissingClaim}
 
 	f.Fuzz(func(t *testing.T, token string) {
-		c, err := v.Verify(token, testRepo, testDigest)
+		c, err := v.Verify(context.Background(), token, testRepo, testDigest)
 		if err == nil {
 			if !signed[token] {
 				t.Fatalf("verified a token the key never signed: %q", token)

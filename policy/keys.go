@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -191,7 +192,7 @@ func NewStaticKeys(keys ...PublicKey) *StaticKeys {
 
 // PublicKey returns the key filed under kid, or an error wrapping
 // ErrUnknownKey.
-func (s *StaticKeys) PublicKey(kid string) (ed25519.PublicKey, error) {
+func (s *StaticKeys) PublicKey(_ context.Context, kid string) (ed25519.PublicKey, error) {
 	if k, ok := s.keys[kid]; ok {
 		return k, nil
 	}

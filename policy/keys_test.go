@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -219,7 +220,7 @@ func TestStaticKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.kid, func(t *testing.T) {
-			got, err := s.PublicKey(tt.kid)
+			got, err := s.PublicKey(context.Background(), tt.kid)
 			if tt.want == nil {
 				if !errors.Is(err, ErrUnknownKey) {
 					t.Fatalf("err = %v, want ErrUnknownKey", err)

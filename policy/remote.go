@@ -65,9 +65,9 @@ func (r *RemoteKeys) Load(ctx context.Context) error {
 }
 
 // PublicKey returns the key for kid. It may block on a fetch (bounded by
-// a 10 s timeout) when kid is unknown or the set is stale. Errors wrap
-// ErrUnknownKey, and the last fetch error when there is one.
-func (r *RemoteKeys) PublicKey(kid string) (ed25519.PublicKey, error) {
+// ctx and a 10 s timeout) when kid is unknown or the set is stale. Errors
+// wrap ErrUnknownKey, and the last fetch error when there is one.
+func (r *RemoteKeys) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, error) {
 	key, stale, mayFetch := r.lookup(kid)
 	switch {
 	case key != nil && !stale:
@@ -80,7 +80,7 @@ func (r *RemoteKeys) PublicKey(kid string) (ed25519.PublicKey, error) {
 		}
 		// Re-check: a refresh may have finished since the lookup.
 		if _, stale, mayFetch = r.lookup(kid); stale && mayFetch {
-			r.fetchWithTimeoutLocked()
+			r.fetchWithTimeoutLocked(ctx)
 		}
 		r.fetchMu.Unlock()
 	default:
@@ -88,7 +88,7 @@ func (r *RemoteKeys) PublicKey(kid string) (ed25519.PublicKey, error) {
 		// ourselves only if none did and MinRefetch allows.
 		r.fetchMu.Lock()
 		if key, _, mayFetch = r.lookup(kid); key == nil && mayFetch {
-			r.fetchWithTimeoutLocked()
+			r.fetchWithTimeoutLocked(ctx)
 		}
 		r.fetchMu.Unlock()
 	}
@@ -123,8 +123,8 @@ func (r *RemoteKeys) unknown(kid string) error {
 
 // fetchWithTimeoutLocked fetches with its own timeout; the outcome is
 // recorded in r. fetchMu must be held.
-func (r *RemoteKeys) fetchWithTimeoutLocked() {
-	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+func (r *RemoteKeys) fetchWithTimeoutLocked(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	_ = r.fetchLocked(ctx)
 }

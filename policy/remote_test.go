@@ -77,7 +77,7 @@ func runSteps(t *testing.T, r *RemoteKeys, srv *jwksServer, c *clock, steps []st
 	t.Helper()
 	for i, s := range steps {
 		c.Advance(s.advance)
-		got, err := r.PublicKey(s.kid.Kid)
+		got, err := r.PublicKey(context.Background(), s.kid.Kid)
 		switch {
 		case s.wantFound && (err != nil || !got.Equal(s.kid.Public().Key)):
 			t.Fatalf("step %d: PublicKey = %x, %v; want the key", i, got, err)
@@ -217,7 +217,7 @@ func TestRemoteKeysErrors(t *testing.T) {
 	srv := &jwksServer{}
 	srv.setRaw(nil, errors.New("connection refused"))
 	r := newRemote(srv, newClock(t0))
-	_, err := r.PublicKey("k1")
+	_, err := r.PublicKey(context.Background(), "k1")
 	checkErr(t, err, ErrUnknownKey, "connection refused")
 
 	if err := (&RemoteKeys{}).Load(context.Background()); err == nil || !strings.Contains(err.Error(), "Fetch is nil") {
@@ -241,7 +241,7 @@ func TestRemoteKeysVerifiesRotatedTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(token, testRepo, testDigest); err != nil {
+	if _, err := v.Verify(context.Background(), token, testRepo, testDigest); err != nil {
 		t.Fatalf("token signed with the new key: %v", err)
 	}
 }
@@ -255,7 +255,7 @@ func TestRemoteKeysConcurrentMissesFetchOnce(t *testing.T) {
 	errs := make(chan error, 50)
 	for range 50 {
 		wg.Go(func() {
-			if _, err := r.PublicKey(a.Kid); err != nil {
+			if _, err := r.PublicKey(context.Background(), a.Kid); err != nil {
 				errs <- err
 			}
 		})
@@ -285,7 +285,7 @@ func TestRemoteKeysStaleServesWhileRefreshing(t *testing.T) {
 	defer r.fetchMu.Unlock()
 	done := make(chan error, 1)
 	go func() {
-		_, err := r.PublicKey(a.Kid)
+		_, err := r.PublicKey(context.Background(), a.Kid)
 		done <- err
 	}()
 	select {

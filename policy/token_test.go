@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -28,7 +29,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	if claims != want {
 		t.Fatalf("Sign claims = %+v, want %+v", claims, want)
 	}
-	got, err := testVerifier(NewStaticKeys(key.Public()), t0.Add(time.Minute)).Verify(token, testRepo, testDigest)
+	got, err := testVerifier(NewStaticKeys(key.Public()), t0.Add(time.Minute)).Verify(context.Background(), token, testRepo, testDigest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestVerify(t *testing.T) {
 			if tt.digest != "" {
 				digest = tt.digest
 			}
-			c, err := v.Verify(tt.token, repo, digest)
+			c, err := v.Verify(context.Background(), tt.token, repo, digest)
 			checkErr(t, err, tt.want, tt.contains)
 			if tt.want == nil && (c.Repo != testRepo || c.Digest != testDigest || c.Subject != "alice") {
 				t.Fatalf("claims = %+v", c)
@@ -251,24 +252,24 @@ func TestVerifyWithoutIssuerAndAudience(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &Verifier{Keys: NewStaticKeys(key.Public()), Now: fixedNow(t0)}
-	if _, err := v.Verify(token, testRepo, testDigest); err != nil {
+	if _, err := v.Verify(context.Background(), token, testRepo, testDigest); err != nil {
 		t.Fatal(err)
 	}
 	// The same token fails a verifier that wants an audience.
 	v.Audience = testAudience
-	_, err = v.Verify(token, testRepo, testDigest)
+	_, err = v.Verify(context.Background(), token, testRepo, testDigest)
 	checkErr(t, err, ErrClaimMismatch, "aud")
 }
 
 func TestVerifyNoKeySet(t *testing.T) {
-	_, err := (&Verifier{}).Verify("a.b.c", testRepo, testDigest)
+	_, err := (&Verifier{}).Verify(context.Background(), "a.b.c", testRepo, testDigest)
 	checkErr(t, err, ErrUnknownKey, "")
 }
 
 // failingKeys is a KeySet whose lookups fail with an error of its own.
 type failingKeys struct{}
 
-func (failingKeys) PublicKey(string) (ed25519PublicKey, error) {
+func (failingKeys) PublicKey(context.Context, string) (ed25519PublicKey, error) {
 	return nil, errors.New("key store offline")
 }
 
@@ -277,6 +278,6 @@ func TestVerifyKeySetErrorIsUnknownKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = testVerifier(failingKeys{}, t0).Verify(token, testRepo, testDigest)
+	_, err = testVerifier(failingKeys{}, t0).Verify(context.Background(), token, testRepo, testDigest)
 	checkErr(t, err, ErrUnknownKey, "key store offline")
 }

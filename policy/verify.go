@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -20,7 +21,7 @@ const maxTokenLen = 8 << 10
 // KeySet finds the public key that verifies tokens signed under a key ID.
 type KeySet interface {
 	// PublicKey returns the key for kid, or an error wrapping ErrUnknownKey.
-	PublicKey(kid string) (ed25519.PublicKey, error)
+	PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, error)
 }
 
 // Verifier checks redirect tokens. Its fields must not be changed once it
@@ -48,7 +49,7 @@ type Verifier struct {
 //
 // Errors wrap one of ErrMalformedToken, ErrBadSignature, ErrUnknownKey,
 // ErrExpired, ErrNotYetValid, ErrMissingClaim or ErrClaimMismatch.
-func (v *Verifier) Verify(token, repo, digest string) (*Claims, error) {
+func (v *Verifier) Verify(ctx context.Context, token, repo, digest string) (*Claims, error) {
 	if v.Keys == nil {
 		return nil, fmt.Errorf("%w: verifier has no key set", ErrUnknownKey)
 	}
@@ -66,7 +67,7 @@ func (v *Verifier) Verify(token, repo, digest string) (*Claims, error) {
 	var wc wireClaims
 	var keyErr error // lookupKey's error, reported without the parser's wrapping
 	keyFunc := func(t *jwt.Token) (any, error) {
-		k, err := v.lookupKey(t)
+		k, err := v.lookupKey(ctx, t)
 		keyErr = err
 		return k, err
 	}
@@ -101,7 +102,7 @@ func (v *Verifier) now() time.Time {
 
 // lookupKey finds the key for the token's kid. The parser calls it after
 // it checked the algorithm and before it checks the signature.
-func (v *Verifier) lookupKey(t *jwt.Token) (any, error) {
+func (v *Verifier) lookupKey(ctx context.Context, t *jwt.Token) (any, error) {
 	if _, ok := t.Header["crit"]; ok {
 		return nil, fmt.Errorf("%w: unsupported crit header", ErrMalformedToken)
 	}
@@ -109,7 +110,7 @@ func (v *Verifier) lookupKey(t *jwt.Token) (any, error) {
 	if !ok || kid == "" {
 		return nil, fmt.Errorf("%w: header has no kid", ErrMalformedToken)
 	}
-	key, err := v.Keys.PublicKey(kid)
+	key, err := v.Keys.PublicKey(ctx, kid)
 	if err != nil {
 		if errors.Is(err, ErrUnknownKey) {
 			return nil, err

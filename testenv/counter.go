@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -108,6 +109,19 @@ type countingWriter struct {
 func (w *countingWriter) Write(p []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(p)
 	w.n.Add(int64(n))
+	return n, err
+}
+
+// ReadFrom keeps the sendfile path of the wrapped writer.
+func (w *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	var err error
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+	}
+	w.n.Add(n)
 	return n, err
 }
 

@@ -191,6 +191,7 @@ func StartTopology(ctx context.Context, opt TopologyOptions) (_ *Topology, err e
 			Verifier: &policy.Verifier{Keys: jwks, Issuer: keys.Issuer}},
 		Fill: opt.Fill, Prefetch: opt.Prefetch, Logger: log.Named("cache"), Metrics: cache.NewMetrics(t.CacheMetrics),
 	}
+	t.closers = append(t.closers, func() error { csrv.Close(); return nil })
 	t.CacheCounter = NewCounter(serve.Instrument(log.Named("cache"), serve.NewHTTPMetrics(t.CacheMetrics), serve.Mux(csrv, nil, t.CacheMetrics)))
 	if t.CacheHost, stop, err = serveLoopback(ctx, t.CacheCounter); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -102,10 +103,6 @@ func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cac
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	upMetrics := serve.NewUpstreamMetrics(reg)
-	storeOpts := casstore.Options{
-		MaxBytes: int64(cfg.Storage.MaxSize), HighWatermark: cfg.Storage.HighWatermark, LowWatermark: cfg.Storage.LowWatermark,
-		TTL: cfg.Storage.BlobTTL.D(), MaxBlobSize: int64(cfg.Storage.MaxBlobSize), Logger: log.Named("store"),
-	}
 	var stores []*casstore.Store
 	defer func() {
 		for _, s := range stores {
@@ -114,14 +111,13 @@ func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cac
 			}
 		}
 	}()
-	openStore := func(dir, name string) (*casstore.Store, error) {
-		s, err := casstore.Open(dir, storeOpts)
+	openStore := func(mode string) (*casstore.Store, error) {
+		s, err := openModeStore(cfg, mode, log)
 		if err != nil {
 			return nil, err
 		}
 		stores = append(stores, s)
-		reg.MustRegister(cache.NewStoreCollector(s, name))
-		log.Info("store open", zap.String("store", name), zap.String("dir", dir), zap.Int64("blobs", s.Stats().Blobs), zap.Int64("bytes", s.Stats().Bytes))
+		reg.MustRegister(cache.NewStoreCollector(s, mode))
 		return s, nil
 	}
 	srv := &cache.Server{
@@ -132,7 +128,7 @@ func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cac
 	}
 	var keys *policy.RemoteKeys
 	if r := cfg.Redirect; r != nil {
-		st, err := openStore(cfg.Storage.Root, "redirect")
+		st, err := openStore("redirect")
 		if err != nil {
 			return err
 		}
@@ -141,7 +137,7 @@ func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cac
 			return fmt.Errorf("redirect: %w", err)
 		}
 		var ks policy.KeySet
-		ks, keys, err = cacheKeys(r, tlsConf)
+		ks, keys, err = cacheKeys(r, tlsConf, func(msg string) { log.Warn(msg) })
 		if err != nil {
 			return err
 		}
@@ -158,20 +154,13 @@ func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cac
 				return fmt.Errorf("redirect.downstream_htpasswd: %w", err)
 			}
 		}
-		if len(r.Audiences) == 0 {
-			log.Warn("no cache name configured: tokens for any cache are accepted (set name)")
-		}
 	}
 	if m := cfg.Mirror; m != nil {
-		dir := cfg.Storage.Root
-		if cfg.Redirect != nil {
-			dir = filepath.Join(cfg.Storage.Root, "mirror") // a separate trust domain
-		}
-		st, err := openStore(dir, "mirror")
+		st, err := openStore("mirror")
 		if err != nil {
 			return err
 		}
-		tags, err := cache.NewTagStore(filepath.Join(dir, "tags"))
+		tags, err := cache.NewTagStore(filepath.Join(st.Root(), "tags"))
 		if err != nil {
 			return err
 		}
@@ -204,7 +193,8 @@ func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cac
 		return nil
 	}
 	handler := serve.Instrument(log.Named("access"), serve.NewHTTPMetrics(reg), serve.Mux(srv, ready, reg))
-	g, gctx := errgroup.WithContext(ctx)
+	// Every listener is open before anything serves, so a bad address
+	// stops the start without leaving a server running.
 	apiLn := (net.Listener)(nil)
 	if ls != nil {
 		apiLn = ls.api
@@ -214,27 +204,49 @@ func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cac
 			return fmt.Errorf("http.addr: %w", err)
 		}
 	}
+	var dln net.Listener
+	if cfg.HTTP.Debug.Addr != "" {
+		if dln, err = net.Listen("tcp", cfg.HTTP.Debug.Addr); err != nil {
+			apiLn.Close()
+			return fmt.Errorf("http.debug.addr: %w", err)
+		}
+	}
 	if ls != nil && ls.ready != nil {
 		ls.ready <- apiLn.Addr().String()
 	}
+	defer srv.Close()
+	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		s := &serve.Server{Handler: handler, TLS: tlsConf, Grace: cfg.Shutdown.D(), Logger: log, Name: "cache"}
 		return s.Serve(gctx, apiLn)
 	})
-	if cfg.HTTP.Debug.Addr != "" {
-		dln, err := net.Listen("tcp", cfg.HTTP.Debug.Addr)
-		if err != nil {
-			return fmt.Errorf("http.debug.addr: %w", err)
-		}
+	if dln != nil {
 		g.Go(func() error {
 			s := &serve.Server{Handler: serve.Mux(http.NotFoundHandler(), ready, reg), Grace: time.Second, Logger: log, Name: "debug"}
 			return s.Serve(gctx, dln)
 		})
 	}
 	if cfg.Forward != nil {
-		g.Go(func() error { return serveForward(gctx, cfg, srv, log, reg, ls) })
+		g.Go(func() error { return serveForward(gctx, cfg, srv, log, reg) })
 	}
 	return g.Wait()
+}
+
+// openModeStore opens the store of one mode in its own directory under
+// storage.root (redirect/, mirror/, proxy/): each mode is a trust domain
+// of its own, and switching a cache's modes never lets one read another's
+// blobs. Each store has the whole byte budget.
+func openModeStore(cfg *config.Cache, mode string, log *zap.Logger) (*casstore.Store, error) {
+	dir := filepath.Join(cfg.Storage.Root, mode)
+	s, err := casstore.Open(dir, casstore.Options{
+		MaxBytes: int64(cfg.Storage.MaxSize), HighWatermark: cfg.Storage.HighWatermark, LowWatermark: cfg.Storage.LowWatermark,
+		TTL: cfg.Storage.BlobTTL.D(), MaxBlobSize: int64(cfg.Storage.MaxBlobSize), Logger: log.Named("store").With(zap.String("store", mode)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("store open", zap.String("store", mode), zap.String("dir", dir), zap.Int64("blobs", s.Stats().Blobs), zap.Int64("bytes", s.Stats().Bytes))
+	return s, nil
 }
 
 // newUpstream builds an upstream client from its configuration.
@@ -252,7 +264,7 @@ func newUpstream(u config.Upstream, log *zap.Logger, obs upstream.Observer) (*up
 
 // cacheKeys builds the key set that verifies the origin's tokens: PEM
 // files, and the origin's JWKS (by default at the first upstream).
-func cacheKeys(r *config.Redirect, tc *tls.Config) (policy.KeySet, *policy.RemoteKeys, error) {
+func cacheKeys(r *config.Redirect, tc *tls.Config, warn func(string)) (policy.KeySet, *policy.RemoteKeys, error) {
 	var static []policy.PublicKey
 	for i, f := range r.Keys.Files {
 		b, err := os.ReadFile(f)
@@ -268,6 +280,9 @@ func cacheKeys(r *config.Redirect, tc *tls.Config) (policy.KeySet, *policy.Remot
 	jwks := r.Keys.JWKSURL
 	if jwks == "" && len(static) == 0 {
 		jwks = r.URLs[0] + "/.well-known/jwks.json"
+	}
+	if u, err := url.Parse(jwks); jwks != "" && err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		warn("the origin's keys come over plain HTTP (" + jwks + "): anyone on the path could forge tokens; use https or redirect.keys.files")
 	}
 	var remote *policy.RemoteKeys
 	if jwks != "" {
@@ -297,13 +312,22 @@ type keySets struct {
 	remote *policy.RemoteKeys
 }
 
-func (k keySets) PublicKey(kid string) (ed25519.PublicKey, error) {
-	key, err := k.static.PublicKey(kid)
+func (k keySets) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, error) {
+	key, err := k.static.PublicKey(ctx, kid)
 	if err == nil || k.remote == nil {
 		return key, err
 	}
 	if !errors.Is(err, policy.ErrUnknownKey) {
 		return nil, err
 	}
-	return k.remote.PublicKey(kid)
+	return k.remote.PublicKey(ctx, kid)
+}
+
+// isLoopback reports whether host is a loopback name or address.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -34,7 +34,7 @@ func TestCacheCommandRefusesBadConfig(t *testing.T) {
 	}{
 		{"unknown key", "storage: {root: /tmp/x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nfil: {}\n", `unknown key "fil"`},
 		{"bad value", "storage: {root: /tmp/x, max_size: lots}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\n", `invalid size "lots"`},
-		{"missing file", "storage: {root: /tmp/x}\nredirect: {upstreams: ['https://o'], cas: [/nonexistent/ca.pem]}\n", "redirect.cas[0]:"},
+		{"missing file", "name: asia\nstorage: {root: /tmp/x}\nredirect: {upstreams: ['https://o'], cas: [/nonexistent/ca.pem]}\n", "redirect.cas[0]:"},
 		{"missing tls key", "storage: {root: /tmp/x}\nhttp: {tls: {certificate: /nonexistent}}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\n", "http.tls: set both"},
 	}
 	for _, tt := range tests {

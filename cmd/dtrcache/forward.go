@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
 	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/proxy/forward"
@@ -20,7 +19,7 @@ import (
 // It shares the redirect store when there is one (both serve only reads
 // the registry authorized; the mirror store never), and opens its own
 // under <storage.root>/proxy otherwise.
-func serveForward(ctx context.Context, cfg *config.Cache, srv *cache.Server, log *zap.Logger, reg *prometheus.Registry, _ *cacheListeners) error {
+func serveForward(ctx context.Context, cfg *config.Cache, srv *cache.Server, log *zap.Logger, reg *prometheus.Registry) error {
 	f := cfg.Forward
 	authority, err := ca.Load(f.CADir)
 	if err != nil {
@@ -40,26 +39,19 @@ func serveForward(ctx context.Context, cfg *config.Cache, srv *cache.Server, log
 	if err != nil {
 		return fmt.Errorf("forward_proxy: %w", err)
 	}
-	var store *casstore.Store
-	if srv.Redirect != nil {
-		store = srv.Redirect.Store
-	} else {
-		dir := filepath.Join(cfg.Storage.Root, "proxy")
-		store, err = casstore.Open(dir, casstore.Options{
-			MaxBytes: int64(cfg.Storage.MaxSize), HighWatermark: cfg.Storage.HighWatermark, LowWatermark: cfg.Storage.LowWatermark,
-			TTL: cfg.Storage.BlobTTL.D(), MaxBlobSize: int64(cfg.Storage.MaxBlobSize), Logger: log.Named("store"),
-		})
-		if err != nil {
-			return fmt.Errorf("forward_proxy store: %w", err)
-		}
-		defer func() {
-			if err := store.Close(); err != nil {
-				log.Error("closing store", zap.String("store", "proxy"), zap.Error(err))
-			}
-		}()
-		reg.MustRegister(cache.NewStoreCollector(store, "proxy"))
-		log.Info("store open", zap.String("store", "proxy"), zap.String("dir", dir), zap.Int64("blobs", store.Stats().Blobs), zap.Int64("bytes", store.Stats().Bytes))
+	// The proxy keeps its own store: sharing the redirect store would let
+	// a proxied pull that the origin redirects to this very cache join its
+	// own fill and wait on itself.
+	store, err := openModeStore(cfg, "proxy", log)
+	if err != nil {
+		return fmt.Errorf("forward_proxy store: %w", err)
 	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing store", zap.String("store", "proxy"), zap.Error(err))
+		}
+	}()
+	reg.MustRegister(cache.NewStoreCollector(store, "proxy"))
 	p, err := forward.New(forward.Options{
 		Rules: rules, Leaves: &ca.Leaves{CA: authority, Max: f.MaxLeafCerts}, Store: store, Fill: srv.Fill,
 		TLS: tlsConf, AuthTTL: f.AuthTTL.D(), IdleTimeout: f.IdleTimeout.D(), Grace: cfg.Shutdown.D(),

@@ -117,16 +117,20 @@ func TestCacheServesForwardProxy(t *testing.T) {
 	office := x509.NewCertPool()
 	office.AppendCertsFromPEM(officePEM.Bytes())
 
+	// All three modes at once: three stores side by side.
 	cfg, err := config.ParseCache([]byte(fmt.Sprintf(`
+name: asia
 storage: {root: %s}
 shutdown_grace: 5s
+redirect: {upstreams: ["http://127.0.0.1:9"], keys: {refresh: 1h}}
+mirror: {upstreams: [{name: reg, url: "https://%[3]s", cas: [%[4]s]}]}
 forward_proxy:
   addr: 127.0.0.1:0
-  ca_dir: %s
+  ca_dir: %[2]s
   intercept: [registry.test]
   allow_private: [127.0.0.0/8]
-  hosts: {registry.test: "%s"}
-  cas: [%s]
+  hosts: {registry.test: "%[3]s"}
+  cas: [%[4]s]
 `, filepath.Join(dir, "store"), caDir, reg.Host, casFile)), "t.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +193,8 @@ forward_proxy:
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, m := range []string{`dtrcache_forward_requests_total{result="miss"} 2`, `dtrcache_forward_connects_total{action="mitm"}`,
-		`dtrcache_forward_auth_checks_total{result="cached"} 2`, `dtrcache_store_blobs{store="proxy"}`, `dtrcache_forward_leaf_certs_issued_total 1`} {
+		`dtrcache_forward_auth_checks_total{result="cached"} 2`, `dtrcache_store_blobs{store="proxy"} 2`, `dtrcache_forward_leaf_certs_issued_total 1`,
+		`dtrcache_store_blobs{store="redirect"} 0`, `dtrcache_store_blobs{store="mirror"} 0`} {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

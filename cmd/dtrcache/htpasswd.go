@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,12 +24,16 @@ func htpasswdFrom(stdin io.Reader, args []string, stdout, stderr io.Writer) int 
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if *cost < 4 || *cost > 16 {
+		fmt.Fprintln(stderr, "dtrcache htpasswd: --cost must be between 4 and 16 (what the origin accepts)")
+		return 2
+	}
 	if fs.NArg() != 1 || strings.ContainsAny(fs.Arg(0), ":\n") {
 		fmt.Fprintln(stderr, "dtrcache htpasswd: give one user name (no ':'); the password is read from stdin")
 		return 2
 	}
 	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		fmt.Fprintf(stderr, "dtrcache htpasswd: %v\n", err)
 		return 1
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/serve"
+	"github.com/dtrcache/dtrcache/proxy/upstream"
 )
 
 // serveBlob answers GET/HEAD for a blob: from the store, by joining a
@@ -33,9 +35,11 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 	if r.Method == http.MethodHead {
 		return s.headBlob(w, r, route, a)
 	}
-	if start, length, ok := rangeStart(r.Header.Get("Range")); ok && start >= directRangeMin && s.prefetchEnabled() {
+	if start, length, ok := rangeStart(r.Header.Get("Range")); ok && start >= directRangeMin {
 		if _, err := a.store.Stat(d); errors.Is(err, casstore.ErrNotFound) {
-			return s.serveRangeDirect(w, r, route, a, start, length)
+			if handled, err := s.serveRangeDirect(w, r, route, a, start, length); handled {
+				return err
+			}
 		}
 	}
 	blob, res, err := a.store.Fill(r.Context(), d, a.client.BlobSource(route.Name, d, a.header), s.Fill)
@@ -104,6 +108,9 @@ func rangeStart(h string) (start, length int64, ok bool) {
 	if err != nil || end < start {
 		return 0, 0, false
 	}
+	if end-start == math.MaxInt64 {
+		return start, -1, true // "0-MaxInt64": everything
+	}
 	return start, end - start + 1, true
 }
 
@@ -115,42 +122,51 @@ const directRangeMin = 4 << 20
 // serveRangeDirect answers a range far into an uncached blob with its own
 // upstream range request: the first byte arrives after one upstream round
 // trip instead of after the fill's first response. The blob's fill starts
-// in the background so the next request finds it.
-func (s *Server) serveRangeDirect(w http.ResponseWriter, r *http.Request, route regapi.Route, a access, start, length int64) error {
+// in the background so the next request finds it. It reports false (and
+// has written nothing) when the fill path should answer instead: the
+// upstream did not give the blob's size, or refused the range.
+func (s *Server) serveRangeDirect(w http.ResponseWriter, r *http.Request, route regapi.Route, a access, start, length int64) (bool, error) {
 	f := serve.FieldsFrom(r.Context())
 	d := route.Digest
-	s.enqueue([]prefetchJob{{store: a.store, client: a.client, repo: route.Name, d: d, header: a.header}})
 	st, err := a.client.FetchBlob(r.Context(), route.Name, d, start, length, a.header)
+	var se *upstream.StatusError
+	if errors.As(err, &se) && se.Status == http.StatusRequestedRangeNotSatisfiable {
+		return false, nil // the fill learns the size and answers 416 itself
+	}
 	if err != nil {
 		s.Metrics.blob(a.mode, "error")
-		return upstreamError(err, regapi.CodeBlobUnknown)
+		return true, upstreamError(err, regapi.CodeBlobUnknown)
 	}
 	defer st.Body.Close()
+	if st.Size < 0 {
+		return false, nil
+	}
+	s.fillInBackground(prefetchJob{store: a.store, client: a.client, repo: route.Name, d: d, header: a.header})
 	n := st.Len
 	if length >= 0 && (n < 0 || n > length) {
 		n = length
 	}
-	if st.Size >= 0 && start >= st.Size {
-		return regapi.NewError(http.StatusRequestedRangeNotSatisfiable, regapi.CodeRangeInvalid, "requested range not satisfiable").
-			WithHeader("Content-Range", "bytes */"+strconv.FormatInt(st.Size, 10))
+	if n < 0 {
+		n = st.Size - start
 	}
 	f.Result = "direct_range"
 	s.Metrics.blob(a.mode, f.Result)
 	h := w.Header()
 	regapi.BlobHeaders(h, d.String(), "")
-	if n >= 0 && st.Size >= 0 {
-		h.Set("Content-Range", regapi.ByteRange{Start: start, Length: n}.ContentRange(st.Size))
-		h.Set("Content-Length", strconv.FormatInt(n, 10))
-	}
+	h.Set("Content-Range", regapi.ByteRange{Start: start, Length: n}.ContentRange(st.Size))
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
 	w.WriteHeader(http.StatusPartialContent)
-	var body io.Reader = st.Body
-	if n >= 0 {
-		body = io.LimitReader(st.Body, n)
-	}
-	written, err := io.Copy(w, body)
+	written, err := io.Copy(w, io.LimitReader(st.Body, n))
 	s.Metrics.bytes(a.mode, "upstream", written)
-	if err != nil || n >= 0 && written != n {
-		return fmt.Errorf("%w: %d of %d bytes: %v", regapi.ErrAborted, written, n, err)
+	if err != nil || written != n {
+		return true, fmt.Errorf("%w: %d of %d bytes: %w", regapi.ErrAborted, written, n, errOr(err, io.ErrUnexpectedEOF))
 	}
-	return nil
+	return true, nil
+}
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
 }

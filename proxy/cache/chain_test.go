@@ -108,4 +108,17 @@ func TestChainedCaches(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("wrong credentials at the parent: %d", resp.StatusCode)
 	}
+	// Unrelated Basic credentials kept across a redirect do not hide a
+	// valid token.
+	tok, _, _ := signer.Sign("user", "cache-a", "chain/app", d.String())
+	req, _ = http.NewRequest(http.MethodGet, a.URL+"/v2/chain/app/blobs/"+d.String()+"?token="+tok, nil)
+	req.SetBasicAuth("someone", "else")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("valid token with unrelated Basic credentials: %d", resp.StatusCode)
+	}
 }

@@ -83,6 +83,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	e.signer = policy.NewSigner(e.key, "origin-test", time.Minute)
 	e.server = &cache.Server{Fill: o.fill, Logger: log}
+	t.Cleanup(e.server.Close)
 	if !o.noRedirect {
 		e.store = openStore()
 		e.server.Redirect = &cache.Redirect{

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ import (
 )
 
 // MaxManifestSize bounds manifests read into memory (distribution's limit).
-const MaxManifestSize = 4 << 20
+const MaxManifestSize = regapi.MaxManifestSize
 
 // Media types the mirror recognises in manifests without a mediaType field.
 const (
@@ -85,8 +86,15 @@ func (s *Server) manifestByTag(w http.ResponseWriter, r *http.Request, route reg
 	f := serve.FieldsFrom(r.Context())
 	tag := route.Reference
 	accept := acceptHeader(r)
+	// Revalidate with a HEAD (cheap, and not a pull for registries that
+	// count them) when the tag was seen before; the first time, GET the
+	// manifest at once instead of spending a round trip on the HEAD.
+	method := http.MethodHead
+	if _, err := s.Mirror.Tags.Get(up.Name, route.Name, tag); errors.Is(err, casstore.ErrNotFound) && r.Method == http.MethodGet {
+		method = http.MethodGet
+	}
 	resp, err := up.Client.Do(r.Context(), upstream.Request{
-		Method: http.MethodHead, Path: "/v2/" + route.Name + "/manifests/" + tag,
+		Method: method, Path: "/v2/" + route.Name + "/manifests/" + tag,
 		Header: http.Header{"Accept": accept}, Scope: upstream.Scope(route.Name),
 	})
 	if err == nil && resp.StatusCode >= 500 {
@@ -98,14 +106,27 @@ func (s *Server) manifestByTag(w http.ResponseWriter, r *http.Request, route reg
 		}
 		return s.serveStale(w, r, route, up, err)
 	}
-	resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
+		resp.Body.Close()
 		s.Mirror.Tags.Delete(up.Name, route.Name, tag)
 		return regapi.NewError(http.StatusNotFound, regapi.CodeManifestUnknown, "manifest unknown upstream")
 	case resp.StatusCode != http.StatusOK:
 		return upstreamError(upstream.StatusErrorOf(resp), regapi.CodeManifestUnknown)
 	}
+	if method == http.MethodGet {
+		body, ctype, err := readManifest(resp)
+		if err != nil {
+			return upstreamError(err, regapi.CodeManifestUnknown)
+		}
+		d := casstore.FromBytes(body)
+		f.Result = "miss"
+		s.store(r.Context(), d, body)
+		s.remember(up, route.Name, tag, d, body, ctype)
+		s.prefetchManifest(r, up, route.Name, body)
+		return writeManifest(w, r, d, body, ctype)
+	}
+	resp.Body.Close()
 	// The upstream named the current digest: serve it from the store if we
 	// have it, else fetch it.
 	if d, err := casstore.ParseDigest(resp.Header.Get("Docker-Content-Digest")); err == nil {
@@ -191,6 +212,11 @@ func (s *Server) fetchManifest(ctx context.Context, up *MirrorUpstream, repo, re
 	if resp.StatusCode != http.StatusOK {
 		return nil, "", upstream.StatusErrorOf(resp)
 	}
+	return readManifest(resp)
+}
+
+// readManifest reads a manifest response body (bounded) and its media type.
+func readManifest(resp *http.Response) ([]byte, string, error) {
 	defer resp.Body.Close()
 	if resp.ContentLength > MaxManifestSize {
 		return nil, "", regapi.NewError(http.StatusBadGateway, regapi.CodeManifestInvalid, "manifest too large")
@@ -243,7 +269,7 @@ func (s *Server) prefetchManifest(r *http.Request, up *MirrorUpstream, repo stri
 		return
 	}
 	var jobs []prefetchJob
-	for _, d := range ManifestBlobs(body) {
+	for _, d := range regapi.ManifestBlobs(body) {
 		jobs = append(jobs, prefetchJob{store: s.Mirror.Store, client: up.Client, repo: repo, d: d})
 	}
 	s.enqueue(jobs)
@@ -320,10 +346,33 @@ func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, route regap
 		return upstreamError(err, regapi.CodeNameUnknown)
 	}
 	defer resp.Body.Close()
-	copyHeaders(w.Header(), resp.Header, "Content-Type", "Content-Length", "Link")
+	copyHeaders(w.Header(), resp.Header, "Content-Type", "Content-Length", "WWW-Authenticate")
+	if link := resp.Header.Get("Link"); link != "" {
+		w.Header().Set("Link", withNS(link, r.URL.Query().Get("ns")))
+	}
 	w.WriteHeader(resp.StatusCode)
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		return fmt.Errorf("%w: %w", regapi.ErrAborted, err)
 	}
 	return nil
+}
+
+// withNS keeps ?ns= on a pagination Link (`<url>; rel="next"`), so the
+// next page goes to the same mirrored registry.
+func withNS(link, ns string) string {
+	if ns == "" {
+		return link
+	}
+	i, j := strings.IndexByte(link, '<'), strings.IndexByte(link, '>')
+	if i < 0 || j < i {
+		return link
+	}
+	u, err := url.Parse(link[i+1 : j])
+	if err != nil {
+		return link
+	}
+	q := u.Query()
+	q.Set("ns", ns)
+	u.RawQuery = q.Encode()
+	return link[:i+1] + u.String() + link[j:]
 }

@@ -53,7 +53,6 @@ func (m *Metrics) token(result string) {
 // store's name.
 type StoreCollector struct {
 	store    *casstore.Store
-	name     string
 	gauges   map[string]*prometheus.Desc
 	counters map[string]*prometheus.Desc
 }
@@ -61,11 +60,12 @@ type StoreCollector struct {
 // NewStoreCollector returns a collector for store, labelled store=name.
 func NewStoreCollector(store *casstore.Store, name string) *StoreCollector {
 	d := func(metric, help string) *prometheus.Desc {
-		return prometheus.NewDesc(metric, help, []string{"store"}, nil)
+		// The store's name is a constant label, so several stores'
+		// collectors can be registered side by side.
+		return prometheus.NewDesc(metric, help, nil, prometheus.Labels{"store": name})
 	}
 	return &StoreCollector{
 		store: store,
-		name:  name,
 		gauges: map[string]*prometheus.Desc{
 			"blobs":           d("dtrcache_store_blobs", "Complete blobs in the store."),
 			"bytes":           d("dtrcache_store_bytes", "Bytes of complete blobs in the store."),
@@ -110,9 +110,9 @@ func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
 		"write_errors": st.WriteErrors, "verify_errors": st.VerifyErrors, "source_errors": st.SourceErrors,
 	}
 	for k, v := range gauges {
-		ch <- prometheus.MustNewConstMetric(c.gauges[k], prometheus.GaugeValue, float64(v), c.name)
+		ch <- prometheus.MustNewConstMetric(c.gauges[k], prometheus.GaugeValue, float64(v))
 	}
 	for k, v := range counters {
-		ch <- prometheus.MustNewConstMetric(c.counters[k], prometheus.CounterValue, float64(v), c.name)
+		ch <- prometheus.MustNewConstMetric(c.counters[k], prometheus.CounterValue, float64(v))
 	}
 }

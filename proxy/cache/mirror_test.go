@@ -35,9 +35,10 @@ func TestMirrorPullColdThenWarm(t *testing.T) {
 				t.Fatalf("after the %s pull the registry saw %d GETs of layer %s, want 1", phase, n, d)
 			}
 		}
-		// The tag is revalidated upstream on every pull.
-		if n := e.reg.Counter.Requests("HEAD manifest"); n != i+1 {
-			t.Fatalf("after the %s pull the registry saw %d manifest HEADs, want %d", phase, n, i+1)
+		// The tag is revalidated upstream on every pull: the first time with
+		// a GET (the mirror has nothing to compare), then with a HEAD.
+		if n := e.reg.Counter.Requests("HEAD manifest"); n != i {
+			t.Fatalf("after the %s pull the registry saw %d manifest HEADs, want %d", phase, n, i)
 		}
 	}
 	// The warm pull fetched no manifest body again either.

@@ -34,8 +34,11 @@ type prefetchJob struct {
 
 // prefetcher runs prefetch fills, a bounded number at a time.
 type prefetcher struct {
-	once    sync.Once
-	jobs    chan prefetchJob
+	// mu guards jobs and closed.
+	mu     sync.Mutex
+	jobs   chan prefetchJob
+	closed bool
+
 	started atomic.Int64
 	dropped atomic.Int64
 }
@@ -52,12 +55,17 @@ func (s *Server) enqueue(jobs []prefetchJob) {
 		return
 	}
 	p := &s.prefetch
-	p.once.Do(func() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	if p.jobs == nil {
 		p.jobs = make(chan prefetchJob, maxQueuedPrefetches)
 		for i := 0; i < s.Prefetch; i++ {
-			go s.prefetchWorker()
+			go s.prefetchWorker(p.jobs)
 		}
-	})
+	}
 	for _, j := range jobs {
 		select {
 		case p.jobs <- j:
@@ -67,69 +75,52 @@ func (s *Server) enqueue(jobs []prefetchJob) {
 	}
 }
 
-func (s *Server) prefetchWorker() {
-	for j := range s.prefetch.jobs {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-		b, res, err := j.store.Fill(ctx, j.d, j.client.BlobSource(j.repo, j.d, j.header), s.Fill)
-		if err == nil {
-			if res != casstore.Hit {
-				s.prefetch.started.Add(1)
-				s.Metrics.blob("prefetch", res.String())
-				err = b.Wait(ctx)
-			}
-			b.Close()
-		}
-		cancel()
-		if err != nil && s.Logger != nil {
-			s.Logger.Debug("prefetch failed", zap.String("repo", j.repo), zap.String("digest", j.d.String()), zap.Error(err))
+// Close stops the background fill workers once their current fills are
+// done; queued prefetches are dropped. The server serves on without them.
+func (s *Server) Close() {
+	p := &s.prefetch
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		if p.jobs != nil {
+			close(p.jobs)
 		}
 	}
 }
 
-// ManifestBlobs returns the config and layer digests of an image manifest
-// (nil for an index or anything else).
-func ManifestBlobs(body []byte) []casstore.Digest {
-	var m struct {
-		Config *struct {
-			Digest string `json:"digest"`
-		} `json:"config"`
-		Layers []struct {
-			Digest string   `json:"digest"`
-			URLs   []string `json:"urls"`
-		} `json:"layers"`
+// fillInBackground starts one fill without a client: through the prefetch
+// queue when prefetching is on, else on its own goroutine.
+func (s *Server) fillInBackground(j prefetchJob) {
+	if s.prefetchEnabled() {
+		s.enqueue([]prefetchJob{j})
+		return
 	}
-	if json.Unmarshal(body, &m) != nil || m.Config == nil {
-		return nil
-	}
-	var out []casstore.Digest
-	if d, err := casstore.ParseDigest(m.Config.Digest); err == nil {
-		out = append(out, d)
-	}
-	for _, l := range m.Layers {
-		if len(l.URLs) > 0 {
-			continue // foreign layer: not in the registry
-		}
-		if d, err := casstore.ParseDigest(l.Digest); err == nil {
-			out = append(out, d)
-		}
-	}
-	return out
+	go s.runPrefetch(j)
 }
 
-// PrefetchPath receives the origin's prefetch hints (redirect mode).
-const PrefetchPath = "/dtrcache/v1/prefetch"
-
-// PrefetchHint is the body of a prefetch request: blobs of one
-// repository, each with a redirect token the origin signed for this cache.
-type PrefetchHint struct {
-	Repo  string         `json:"repo"`
-	Blobs []PrefetchBlob `json:"blobs"`
+func (s *Server) prefetchWorker(jobs <-chan prefetchJob) {
+	for j := range jobs {
+		s.runPrefetch(j)
+	}
 }
 
-// PrefetchBlob is one blob of a hint.
-type PrefetchBlob struct {
-	Digest string `json:"digest"`
-	Token  string `json:"token"`
+// runPrefetch fills one blob and waits until its bytes have arrived.
+func (s *Server) runPrefetch(j prefetchJob) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	b, res, err := j.store.Fill(ctx, j.d, j.client.BlobSource(j.repo, j.d, j.header), s.Fill)
+	if err == nil {
+		if res != casstore.Hit {
+			s.prefetch.started.Add(1)
+			s.Metrics.blob("prefetch", res.String())
+			err = b.Wait(ctx)
+		}
+		b.Close()
+	}
+	if err != nil && s.Logger != nil {
+		s.Logger.Debug("background fill failed", zap.String("repo", j.repo), zap.String("digest", j.d.String()), zap.Error(err))
+	}
 }
 
 // servePrefetch accepts a hint: every blob whose token verifies for this
@@ -141,7 +132,7 @@ func (s *Server) servePrefetch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, regapi.NewError(http.StatusMethodNotAllowed, regapi.CodeUnsupported, "POST a prefetch hint"))
 		return
 	}
-	var h PrefetchHint
+	var h regapi.PrefetchHint
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&h); err != nil || !regapi.ValidName(h.Repo) || len(h.Blobs) > 1000 {
 		s.fail(w, r, regapi.NewError(http.StatusBadRequest, regapi.CodeUnsupported, "invalid prefetch hint"))
 		return
@@ -153,13 +144,12 @@ func (s *Server) servePrefetch(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			continue
 		}
-		c, err := s.Redirect.verify(b.Token, h.Repo, d.String())
-		if err != nil || len(s.Redirect.Audiences) > 0 && !contains(s.Redirect.Audiences, c.Audience) {
+		if _, err := s.Redirect.verify(r.Context(), b.Token, h.Repo, d.String()); err != nil {
 			s.Metrics.token(tokenResult(err))
 			continue
 		}
 		hdr := http.Header{}
-		hdr.Set(TokenHeader, b.Token)
+		hdr.Set(regapi.TokenHeader, b.Token)
 		jobs = append(jobs, prefetchJob{store: s.Redirect.Store, client: s.Redirect.Upstream, repo: h.Repo, d: d, header: hdr})
 	}
 	s.enqueue(jobs)
@@ -167,13 +157,4 @@ func (s *Server) servePrefetch(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	json.NewEncoder(w).Encode(map[string]int{"accepted": len(jobs), "refused": len(h.Blobs) - len(jobs)})
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -19,7 +19,10 @@ import (
 
 // TokenHeader carries a redirect token when it is not in the query (a
 // cache forwards its user's token upstream in it).
-const TokenHeader = "X-Dtrcache-Token"
+const TokenHeader = regapi.TokenHeader
+
+// PrefetchPath is where the cache receives the origin's prefetch hints.
+const PrefetchPath = regapi.PrefetchPath
 
 // Server is the cache's registry API. Configure it through its fields;
 // it is safe for concurrent use once serving.
@@ -65,22 +68,26 @@ type Redirect struct {
 	verified verifiedTokens
 }
 
-// verify checks a token for one blob, remembering good tokens until they
-// expire.
-func (rd *Redirect) verify(tok, repo, digest string) (policy.Claims, error) {
+// verify checks a token for one blob — signature, times, repo, digest and
+// audience — remembering good tokens until they expire.
+func (rd *Redirect) verify(ctx context.Context, tok, repo, digest string) (policy.Claims, error) {
 	now := time.Now()
-	if c, ok := rd.verified.get(tok, now); ok {
-		if c.Repo != repo || c.Digest != digest {
-			return c, fmt.Errorf("%w: token is for %s@%s", policy.ErrClaimMismatch, c.Repo, c.Digest)
+	c, ok := rd.verified.get(tok, now)
+	if !ok {
+		vc, err := rd.Verifier.Verify(ctx, tok, repo, digest)
+		if err != nil {
+			return policy.Claims{}, err
 		}
-		return c, nil
+		c = *vc
+		rd.verified.put(tok, c, now)
 	}
-	c, err := rd.Verifier.Verify(tok, repo, digest)
-	if err != nil {
-		return policy.Claims{}, err
+	if c.Repo != repo || c.Digest != digest {
+		return c, fmt.Errorf("%w: token is for %s@%s", policy.ErrClaimMismatch, c.Repo, c.Digest)
 	}
-	rd.verified.put(tok, *c, now)
-	return *c, nil
+	if len(rd.Audiences) > 0 && !slices.Contains(rd.Audiences, c.Audience) {
+		return c, fmt.Errorf("%w: token is for cache %q", policy.ErrClaimMismatch, c.Audience)
+	}
+	return c, nil
 }
 
 // Mirror is the configuration of mirror mode.
@@ -115,7 +122,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.servePrefetch(w, r)
 		return
 	}
-	if r.URL.Path == "/.well-known/jwks.json" && s.Redirect != nil {
+	if r.URL.Path == "/.well-known/jwks.json" && s.Redirect != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		f.Route = "jwks"
 		s.serveJWKS(w, r)
 		return
@@ -163,14 +170,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, regapi.ErrAborted) {
 		panic(http.ErrAbortHandler) // a cut body, never a clean end
 	}
-	if errors.Is(err, errWritten) {
-		return
-	}
 	regapi.WriteError(w, r, err)
 }
-
-// errWritten marks an error whose response was already written.
-var errWritten = errors.New("cache: response written")
 
 // access is how a blob request was authorized.
 type access struct {
@@ -192,20 +193,22 @@ func (s *Server) authorize(r *http.Request, route regapi.Route) (access, error) 
 	if s.Redirect != nil && (tok != "" || basic && s.Redirect.Downstream != nil) {
 		a := access{mode: "redirect", store: s.Redirect.Store, client: s.Redirect.Upstream, header: http.Header{}}
 		if basic && s.Redirect.Downstream != nil {
-			if err := s.Redirect.Downstream.Authenticate(user, pass); err != nil {
+			err := s.Redirect.Downstream.Authenticate(user, pass)
+			if err == nil {
+				f.User = "cache:" + user
+				if tok != "" {
+					a.header.Set(TokenHeader, tok)
+				}
+				return a, nil
+			}
+			if tok == "" {
 				return a, regapi.Errorf(http.StatusUnauthorized, regapi.CodeUnauthorized, "invalid credentials", err).
 					WithHeader("WWW-Authenticate", `Basic realm="dtrcache"`)
 			}
-			f.User = "cache:" + user
-			if tok != "" {
-				a.header.Set(TokenHeader, tok)
-			}
-			return a, nil
+			// A client kept unrelated credentials across the redirect (same
+			// host name); its token decides.
 		}
-		claims, err := s.Redirect.verify(tok, route.Name, route.Digest.String())
-		if err == nil && len(s.Redirect.Audiences) > 0 && !slices.Contains(s.Redirect.Audiences, claims.Audience) {
-			err = policy.ErrClaimMismatch
-		}
+		claims, err := s.Redirect.verify(r.Context(), tok, route.Name, route.Digest.String())
 		if err != nil {
 			s.Metrics.token(tokenResult(err))
 			return a, tokenError(err)
@@ -311,9 +314,16 @@ func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
-	copyHeaders(w.Header(), resp.Header, "Content-Type", "Cache-Control", "Content-Length")
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20+1))
+	if err != nil || len(body) > 1<<20 {
+		s.fail(w, r, regapi.Errorf(http.StatusBadGateway, regapi.CodeUnavailable, "upstream key set unreadable or too large", err))
+		return
+	}
+	copyHeaders(w.Header(), resp.Header, "Content-Type", "Cache-Control")
 	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+	if r.Method == http.MethodGet {
+		w.Write(body)
+	}
 }
 
 func copyHeaders(dst, src http.Header, keys ...string) {

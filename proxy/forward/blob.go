@@ -136,9 +136,11 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, r *http.Request, t target, rout
 }
 
 // probe asks the registry whether r's credentials may read the blob: a
-// HEAD with those credentials, redirects not followed (a redirect to
-// storage is a yes). 2xx and 3xx are yes; any other status is no; err is
-// set when the registry could not be asked.
+// HEAD with those credentials, redirects not followed. A 2xx is a yes, and
+// so is a 302, 303 or 307 to another host (the registry sending the
+// client to its object storage); anything else — 401, 404, a redirect back
+// to the registry such as http→https or a login page on the same host —
+// is a no. err is set when the registry could not be asked.
 func (p *Proxy) probe(r *http.Request, t target, route regapi.Route) (bool, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), p.probeTimeout)
 	defer cancel()
@@ -153,7 +155,12 @@ func (p *Proxy) probe(r *http.Request, t target, route regapi.Route) (bool, erro
 		return false, redactURL(err)
 	}
 	resp.Body.Close()
-	return resp.StatusCode >= 200 && resp.StatusCode < 400, nil
+	switch resp.StatusCode {
+	case http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect:
+		loc, err := resp.Location()
+		return err == nil && loc.Host != "" && loc.Host != req.URL.Host && loc.Hostname() != req.URL.Hostname(), nil
+	}
+	return resp.StatusCode >= 200 && resp.StatusCode < 300, nil
 }
 
 // source returns the fill source for a blob: GETs with r's credentials.

@@ -120,3 +120,28 @@ func (s *objectStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
 }
+
+// TestProbeRedirectBackToTheRegistryIsNo: a registry (or an SSO front)
+// that answers an unauthenticated HEAD with a redirect to its own login
+// page must not make the proxy serve a cached blob to that client.
+func TestProbeRedirectBackToTheRegistryIsNo(t *testing.T) {
+	login := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/blobs/") && r.Header.Get("Authorization") == "" {
+				http.Redirect(w, r, "https://registry.test/login?next="+r.URL.Path, http.StatusFound)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	e := newEnv(t, envConfig{wrap: login})
+	img := e.push("sso/app:1", 53, 1, 50<<10)
+	if _, err := pull(context.Background(), "registry.test/sso/app:1", "alice", e.client()); err != nil {
+		t.Fatal(err) // the blob is now in the store
+	}
+	d := blobs(t, img)[1]
+	resp, body := e.get(http.MethodGet, "https://registry.test/v2/sso/app/blobs/"+d, "", nil)
+	if resp.StatusCode == http.StatusOK || bytes.Contains(body, []byte("sso")) && resp.StatusCode < 300 {
+		t.Fatalf("an anonymous client got the cached blob after a redirect to the login page: %s", resp.Status)
+	}
+}

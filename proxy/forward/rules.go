@@ -223,7 +223,9 @@ func (r *Rules) Connect(target string) Decision {
 }
 
 // PlainHTTP decides a plain-HTTP proxy request for urlHost (the URL's
-// host, with or without a port): allowed for intercepted hosts only.
+// host, with or without a port): allowed only for intercepted hosts listed
+// with an explicit port (a plain-HTTP registry), never on the default
+// ports meant for TLS.
 func (r *Rules) PlainHTTP(urlHost string) Decision {
 	host, port, err := ParseHostPort(urlHost, 80)
 	if err != nil {
@@ -250,6 +252,10 @@ func (r *Rules) decide(host string, port int, plain bool) Decision {
 		d.Action = Intercept
 	}
 	if ports == nil {
+		if plain {
+			d.Action, d.Reason = Deny, "plain HTTP only for registries listed as host:port"
+			return d
+		}
 		ports = r.ports
 	}
 	if !slices.Contains(ports, port) {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
-	"github.com/dtrcache/dtrcache/proxy/cache"
+	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"go.uber.org/zap"
 )
 
@@ -26,7 +26,7 @@ type hintTarget struct {
 // blob for the user, so the user's redirected requests join running
 // fills. Best effort: failures only cost the head start.
 func (s *Server) hint(t hintTarget, blobs []casstore.Digest) {
-	h := cache.PrefetchHint{Repo: t.repo}
+	h := regapi.PrefetchHint{Repo: t.repo}
 	signer := s.c.Keys.Signer()
 	for _, d := range blobs {
 		tok, _, err := signer.Sign(t.user, t.cache.Name, t.repo, d.String())
@@ -34,7 +34,7 @@ func (s *Server) hint(t hintTarget, blobs []casstore.Digest) {
 			s.c.Logger.Error("signing a prefetch token", zap.Error(err))
 			return
 		}
-		h.Blobs = append(h.Blobs, cache.PrefetchBlob{Digest: d.String(), Token: tok})
+		h.Blobs = append(h.Blobs, regapi.PrefetchBlob{Digest: d.String(), Token: tok})
 	}
 	body, err := json.Marshal(h)
 	if err != nil {
@@ -46,7 +46,7 @@ func (s *Server) hint(t hintTarget, blobs []casstore.Digest) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+cache.PrefetchPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+regapi.PrefetchPath, bytes.NewReader(body))
 	if err != nil {
 		return
 	}

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -68,7 +69,7 @@ func (k *KeyRing) JWKS() []byte {
 
 // PublicKey implements policy.KeySet over the published keys, so the
 // origin can verify tokens forwarded by its caches.
-func (k *KeyRing) PublicKey(kid string) (ed25519.PublicKey, error) {
+func (k *KeyRing) PublicKey(_ context.Context, kid string) (ed25519.PublicKey, error) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	for _, p := range k.all {

@@ -19,6 +19,7 @@ import (
 	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/proxy/origin"
+	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/serve"
 	"github.com/dtrcache/dtrcache/proxy/upstream"
 	"github.com/dtrcache/dtrcache/testenv"
@@ -80,6 +81,7 @@ func newTopology(t *testing.T) *topology {
 		Teams:  []policy.Team{{Name: "web", Members: []string{"alice", "bob"}}, {Name: "caches", Members: []string{"cache-asia"}}},
 		Repositories: []policy.RepoRule{
 			{Pattern: "website/**", Grants: []policy.Grant{{Team: "web", Actions: []policy.Action{policy.ActionPull}}, {User: "admin", Actions: []policy.Action{policy.ActionPush}}}},
+			{Pattern: "secret/**", Grants: []policy.Grant{{User: "carol", Actions: []policy.Action{policy.ActionPull}}, {User: "admin", Actions: []policy.Action{policy.ActionPush}}}},
 			{Pattern: "**", Grants: []policy.Grant{{Team: "caches", Actions: []policy.Action{policy.ActionPull}}}},
 		},
 	})
@@ -422,7 +424,7 @@ func TestPrefetchHints(t *testing.T) {
 	// A hint with a forged token starts nothing.
 	other, _ := policy.GenerateKey(rand.Reader)
 	forged, _, _ := policy.NewSigner(&policy.PrivateKey{Kid: other.Kid, Key: other.Key}, "origin-test", time.Minute).Sign("mallory", "asia", "website/ui", "sha256:"+strings.Repeat("a", 64))
-	body, _ := json.Marshal(cache.PrefetchHint{Repo: "website/ui", Blobs: []cache.PrefetchBlob{{Digest: "sha256:" + strings.Repeat("a", 64), Token: forged}}})
+	body, _ := json.Marshal(regapi.PrefetchHint{Repo: "website/ui", Blobs: []regapi.PrefetchBlob{{Digest: "sha256:" + strings.Repeat("a", 64), Token: forged}}})
 	resp, err = http.Post(tp.cache.URL+cache.PrefetchPath, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -433,4 +435,71 @@ func TestPrefetchHints(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted || got["accepted"] != 0 || got["refused"] != 1 {
 		t.Fatalf("forged hint: %d %v", resp.StatusCode, got)
 	}
+}
+
+// TestNoRedirectForBlobsOfOtherRepositories: a blob cached for one
+// repository must not reach a user through another repository's path.
+func TestNoRedirectForBlobsOfOtherRepositories(t *testing.T) {
+	tp := newTopology(t)
+	secret := tp.push(t, "secret/app:1", 9)
+	tp.push(t, "website/ui:9", 10)
+	tp.api(t, "admin", "POST", "/api/v0/content_caches", map[string]string{"name": "asia", "host": tp.cache.URL, "account": "cache-asia"})
+	for _, u := range []string{"alice", "carol"} {
+		tp.api(t, "admin", "PATCH", "/api/v0/accounts/"+u+"/settings", map[string]string{"contentCache": "asia"})
+	}
+	if _, err := tp.pull("carol", "secret/app:1"); err != nil { // the secret layers are now in the asia store
+		t.Fatal(err)
+	}
+	d := blobDigests(secret)[0]
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodGet, tp.origin.URL+"/v2/website/ui/blobs/"+d, nil)
+	req.SetBasicAuth("alice", password)
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("alice asking for a secret/app layer under website/ui: %d, want 404 from the backend (no redirect)", resp.StatusCode)
+	}
+}
+
+// TestCacheAccountOutlivesTheToken: a cache's fill request carries its own
+// account and the user's (here expired) token; the account is enough.
+func TestCacheAccountOutlivesTheToken(t *testing.T) {
+	tp := newTopology(t)
+	img := tp.push(t, "website/ui:11", 11)
+	tp.api(t, "admin", "POST", "/api/v0/content_caches", map[string]string{"name": "asia", "host": tp.cache.URL, "account": "cache-asia"})
+	d := blobDigests(img)[0]
+	old := policy.NewSigner(mustSigning(t, tp), "origin-test", time.Minute)
+	old.Now = func() time.Time { return time.Now().Add(-10 * time.Minute) }
+	expired, _, _ := old.Sign("alice", "asia", "website/ui", d)
+	for _, tt := range []struct {
+		user string
+		want int
+	}{{"cache-asia", http.StatusOK}, {"", http.StatusUnauthorized}} {
+		req, _ := http.NewRequest(http.MethodGet, tp.origin.URL+"/v2/website/ui/blobs/"+d, nil)
+		req.Header.Set(origin.TokenHeader, expired)
+		if tt.user != "" {
+			req.SetBasicAuth(tt.user, password)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Fatalf("expired token, account %q: %d, want %d", tt.user, resp.StatusCode, tt.want)
+		}
+	}
+}
+
+// mustSigning returns the origin's signing key.
+func mustSigning(t *testing.T, tp *topology) *policy.PrivateKey {
+	t.Helper()
+	k, _, err := policy.LoadKeyDir(tp.keys.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

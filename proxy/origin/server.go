@@ -11,15 +11,14 @@ import (
 	"strings"
 
 	"github.com/dtrcache/dtrcache/policy"
-	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/serve"
 	"go.uber.org/zap"
 )
 
 // TokenHeader carries a redirect token a cache forwards with its fill
-// requests (the same header the cache package reads).
-const TokenHeader = "X-Dtrcache-Token"
+// requests.
+const TokenHeader = regapi.TokenHeader
 
 // Config configures the origin gateway.
 type Config struct {
@@ -55,6 +54,7 @@ type Server struct {
 	c     Config
 	proxy *httputil.ReverseProxy
 	api   http.Handler
+	links linkCache
 }
 
 // New returns an origin server.
@@ -178,13 +178,15 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		s.serveCatalog(w, r, id)
 		return
 	}
+	act := action(r, route)
 	if route.Kind == regapi.KindBlob && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		if tok := blobToken(r); tok != "" {
+		// A cache's own account is its credential (a fill outlives the
+		// user's token); a token alone authorizes exactly one blob.
+		if tok := blobToken(r); tok != "" && (id.cache == "" || s.authorize(r, id, route.Name, act, "cache fill") != nil) {
 			s.serveTokenBlob(w, r, route, id, tok)
 			return
 		}
 	}
-	act := action(r, route)
 	if err := s.authorize(r, id, route.Name, act, ""); err != nil {
 		s.fail(w, r, err)
 		return
@@ -268,7 +270,7 @@ func (s *Server) authorize(r *http.Request, id identity, repo string, act policy
 func (s *Server) serveTokenBlob(w http.ResponseWriter, r *http.Request, route regapi.Route, id identity, tok string) {
 	f := serve.FieldsFrom(r.Context())
 	v := policy.Verifier{Keys: s.c.Keys, Issuer: s.c.Keys.Issuer}
-	claims, err := v.Verify(tok, route.Name, route.Digest.String())
+	claims, err := v.Verify(r.Context(), tok, route.Name, route.Digest.String())
 	if err != nil {
 		s.c.Audit.Info("authorization", zap.String("user", id.user), zap.String("repo", route.Name), zap.String("action", "pull"),
 			zap.Bool("allowed", false), zap.String("reason", "invalid redirect token: "+err.Error()), zap.String("remote", r.RemoteAddr))
@@ -315,6 +317,14 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route regapi.R
 		s.c.Metrics.directBlob("cache_unhealthy")
 		return false
 	}
+	// The token lets the cache serve the digest from its store, whatever
+	// repository put it there: only sign for a blob that is in this
+	// repository, as the registry itself would answer.
+	if !s.linked(r.Context(), route.Name, route.Digest.String()) {
+		f.Result = "direct_not_linked"
+		s.c.Metrics.directBlob("not_in_repository")
+		return false
+	}
 	tok, _, err := s.c.Keys.Signer().Sign(id.user, c.Name, route.Name, route.Digest.String())
 	if err != nil {
 		s.c.Logger.Error("signing a redirect token", zap.Error(err))
@@ -357,14 +367,14 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 	}
 	resp.Header.Del("WWW-Authenticate")
 	if t, ok := resp.Request.Context().Value(hintKey{}).(hintTarget); ok && resp.StatusCode == http.StatusOK &&
-		resp.ContentLength >= 0 && resp.ContentLength <= cache.MaxManifestSize {
+		resp.ContentLength >= 0 && resp.ContentLength <= regapi.MaxManifestSize {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
 			return err
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(body))
-		if blobs := cache.ManifestBlobs(body); len(blobs) > 0 {
+		if blobs := regapi.ManifestBlobs(body); len(blobs) > 0 {
 			go s.hint(t, blobs)
 		}
 	}
@@ -374,9 +384,4 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	serve.FieldsFrom(r.Context()).Err = err
 	regapi.WriteError(w, r, err)
-}
-
-// Run probes caches and reloads keys until ctx ends.
-func (s *Server) Run(ctx context.Context) {
-	s.c.Prober.Run(ctx)
 }

@@ -93,14 +93,20 @@ func ParseRoute(escapedPath string) (Route, error) {
 		r, err := withName(Route{Kind: KindUpload, Reference: rest[i+len("/blobs/uploads"):]}, rest[:i])
 		return r, err
 	}
-	for _, k := range []struct {
+	// The last separator in the path decides: a repository name may itself
+	// contain a "blobs" or "manifests" segment.
+	best, bestAt := -1, -1
+	seps := []struct {
 		sep  string
 		kind Kind
-	}{{"/blobs/", KindBlob}, {"/manifests/", KindManifest}, {"/referrers/", KindReferrers}} {
-		i := strings.LastIndex(rest, k.sep)
-		if i < 0 {
-			continue
+	}{{"/blobs/", KindBlob}, {"/manifests/", KindManifest}, {"/referrers/", KindReferrers}}
+	for i, k := range seps {
+		if at := strings.LastIndex(rest, k.sep); at > bestAt {
+			best, bestAt = i, at
 		}
+	}
+	if best >= 0 {
+		k, i := seps[best], bestAt
 		ref := rest[i+len(k.sep):]
 		r, err := withName(Route{Kind: k.kind, Reference: ref}, rest[:i])
 		if err != nil {

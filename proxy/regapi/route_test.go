@@ -28,6 +28,8 @@ func TestParseRoute(t *testing.T) {
 		{"/v2/a/blobs/uploads", KindUpload, "a", "", 0},
 		{"/v2/a/referrers/" + d, KindReferrers, "a", d, 0},
 		{"/v2/blobs/blobs/" + d, KindBlob, "blobs", d, 0},
+		{"/v2/a/blobs/b/manifests/x", KindManifest, "a/blobs/b", "x", 0},
+		{"/v2/a/manifests/b/blobs/" + d, KindBlob, "a/manifests/b", d, 0},
 		{"/v1/a/blobs/" + d, 0, "", "", http.StatusNotFound},
 		{"/v2/a/unknown/x", 0, "", "", http.StatusNotFound},
 		{"/v2/A/blobs/" + d, 0, "", "", http.StatusBadRequest},

@@ -39,6 +39,14 @@ func BlobHeaders(h http.Header, digest string, contentType string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 }
 
+// clearBlobHeaders removes what BlobHeaders set, before an error response
+// (which must not be cached for a year or claim a digest).
+func clearBlobHeaders(h http.Header) {
+	for _, k := range []string{"Docker-Content-Digest", "ETag", "Accept-Ranges", "Content-Type", "Cache-Control"} {
+		h.Del(k)
+	}
+}
+
 // NotModified reports whether the request's If-None-Match names digest.
 func NotModified(r *http.Request, digest string) bool {
 	inm := r.Header.Get("If-None-Match")
@@ -73,6 +81,7 @@ func ServeBlob(w http.ResponseWriter, r *http.Request, digest string, c Content,
 		case unsat:
 			e := NewError(http.StatusRequestedRangeNotSatisfiable, CodeRangeInvalid, "requested range not satisfiable").
 				WithHeader("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+			clearBlobHeaders(h)
 			WriteError(w, r, e)
 			return 0, e
 		case ok && (r.Header.Get("If-Range") == "" || r.Header.Get("If-Range") == `"`+digest+`"`):
@@ -93,6 +102,7 @@ func ServeBlob(w http.ResponseWriter, r *http.Request, digest string, c Content,
 		// sendfile(2).
 		if _, err := f.Seek(off, io.SeekStart); err != nil {
 			e := Errorf(http.StatusInternalServerError, CodeUnknown, "internal error", err)
+			clearBlobHeaders(h)
 			WriteError(w, r, e)
 			return 0, e
 		}

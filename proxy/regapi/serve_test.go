@@ -82,6 +82,9 @@ func TestServeBlob(t *testing.T) {
 					if err := json.Unmarshal(body, &eb); err != nil || len(eb.Errors) != 1 || eb.Errors[0].Code != CodeRangeInvalid {
 						t.Fatalf("416 body %q", body)
 					}
+					if res.Header.Get("Cache-Control") != "" || res.Header.Get("ETag") != "" {
+						t.Fatalf("an error response carries blob caching headers: %v", res.Header)
+					}
 				} else if string(body) != tt.wantBody {
 					t.Fatalf("body %q, want %q", body, tt.wantBody)
 				}

@@ -97,8 +97,23 @@ func New(cfg Config) (*Client, error) {
 	if rt == nil {
 		rt = NewTransport(cfg.TLS)
 	}
-	c.hc = &http.Client{Transport: rt}
+	c.hc = &http.Client{Transport: rt, CheckRedirect: dropCredentials}
 	return c, nil
+}
+
+// dropCredentials is the redirect policy towards upstreams: follow up to 10
+// redirects (to object storage), and send the cache's credentials and the
+// user's token to the registry only, never to another host or port.
+func dropCredentials(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("upstream: stopped after 10 redirects")
+	}
+	if req.URL.Host != via[0].URL.Host {
+		for _, h := range []string{"Authorization", "Cookie", "X-Dtrcache-Token"} {
+			req.Header.Del(h)
+		}
+	}
+	return nil
 }
 
 // NewTransport returns the HTTP transport dtrcache uses towards upstreams:
@@ -119,6 +134,7 @@ func NewTransport(tlsConf *tls.Config) *http.Transport {
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
 		TLSNextProto:          map[string]func(string, *tls.Conn) http.RoundTripper{}, // no HTTP/2
+		DisableCompression:    true,                                                   // blobs are stored as sent; their size must be known
 	}
 }
 
@@ -287,7 +303,7 @@ func (c *Client) send(ctx context.Context, base *url.URL, req Request, auth stri
 		c.obs.Request(base.Host, req.Method, status, time.Since(start))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("upstream %s: %w", base.Host, err)
+		return nil, fmt.Errorf("upstream %s: %w", base.Host, redactURL(err))
 	}
 	if c.obs != nil {
 		resp.Body = &countingBody{ReadCloser: resp.Body, obs: c.obs, upstream: base.Host}
@@ -408,4 +424,18 @@ func (b *countingBody) Read(p []byte) (int, error) {
 		b.obs.Bytes(b.upstream, int64(n))
 	}
 	return n, err
+}
+
+// redactURL drops the query of the URL in a transport error: after a
+// redirect it may be a signed object-storage URL, which must not reach the
+// logs.
+func redactURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil && u.RawQuery != "" {
+			u.RawQuery = "REDACTED"
+			return &url.Error{Op: ue.Op, URL: u.String(), Err: ue.Err}
+		}
+	}
+	return err
 }

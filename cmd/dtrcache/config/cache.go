@@ -262,8 +262,21 @@ func (c *Cache) Validate() error {
 		if r.Keys.JWKSURL != "" {
 			checkURL(&p, "redirect.keys.jwks_url", r.Keys.JWKSURL)
 		}
-		if len(r.Audiences) == 0 && c.Name != "" {
-			r.Audiences = []string{c.Name}
+		if len(r.Audiences) == 0 {
+			// Tokens must name this cache. Without a name, the host name of
+			// http.host is the name (a DTR configuration has only that):
+			// register the cache at the origin under it.
+			name := c.Name
+			if name == "" && c.HTTP.Host != "" {
+				if u, err := url.Parse(c.HTTP.Host); err == nil {
+					name = strings.ToLower(u.Hostname())
+				}
+			}
+			if name == "" {
+				p.add("name", "required in redirect mode: the cache's name at the origin, which its tokens must carry (or set http.host)")
+			} else {
+				r.Audiences = []string{name}
+			}
 		}
 	}
 	if m := c.Mirror; m != nil {

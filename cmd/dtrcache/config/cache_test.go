@@ -45,6 +45,10 @@ func TestDTRConfigAcceptedUnchanged(t *testing.T) {
 	if c.HTTP.Addr != "0.0.0.0:443" || c.HTTP.TLS.Certificate != "/certs/cache.cert.pem" {
 		t.Fatalf("http %+v", c.HTTP)
 	}
+	// Tokens must be for this cache: its name is http.host's host name.
+	if len(c.Redirect.Audiences) != 1 || c.Redirect.Audiences[0] != "cache-asia.example.org" {
+		t.Fatalf("audiences %v", c.Redirect.Audiences)
+	}
 	// The files it names are checked, by key, before serving.
 	err = CheckFiles(c.Files())
 	if err == nil || !strings.Contains(err.Error(), "http.tls.certificate:") || !strings.Contains(err.Error(), "redirect.cas[0]:") {
@@ -101,6 +105,7 @@ func TestCacheConfigErrorsNameTheKey(t *testing.T) {
 		{"bad log level", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nlog: {level: loud}\n", `log.level: unknown level "loud"`},
 		{"bad name", "name: Asia!\nstorage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\n", "name: invalid cache name"},
 		{"not yaml", "storage: [\n", "config t.yml"},
+		{"redirect without a name", "storage: {root: /x}\nredirect: {upstreams: ['https://o']}\n", "name: required in redirect mode"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,7 +123,7 @@ func TestCacheConfigErrorsNameTheKey(t *testing.T) {
 func TestPasswordFile(t *testing.T) {
 	pw := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
-	c, err := ParseCache([]byte("storage: {root: /x}\nredirect: {upstreams: ['https://o'], username: cache, password_file: "+pw+"}\n"), "t")
+	c, err := ParseCache([]byte("name: asia\nstorage: {root: /x}\nredirect: {upstreams: ['https://o'], username: cache, password_file: "+pw+"}\n"), "t")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,63 @@
+package regapi
+
+import (
+	"encoding/json"
+
+	"github.com/dtrcache/dtrcache/casstore"
+)
+
+// What the origin and the caches say to each other, beyond the OCI API.
+
+// TokenHeader carries a redirect token when it is not in the query: a
+// cache forwards its user's token upstream in it.
+const TokenHeader = "X-Dtrcache-Token"
+
+// PrefetchPath is where a cache receives the origin's prefetch hints.
+const PrefetchPath = "/dtrcache/v1/prefetch"
+
+// PrefetchHint is the body of a prefetch request: blobs of one
+// repository, each with a redirect token the origin signed for the cache.
+type PrefetchHint struct {
+	Repo  string         `json:"repo"`
+	Blobs []PrefetchBlob `json:"blobs"`
+}
+
+// PrefetchBlob is one blob of a hint.
+type PrefetchBlob struct {
+	Digest string `json:"digest"`
+	Token  string `json:"token"`
+}
+
+// MaxManifestSize bounds manifests read into memory (distribution's limit).
+const MaxManifestSize = 4 << 20
+
+// ManifestBlobs returns the config and layer digests of an image manifest
+// (nil for an index or anything else). Foreign layers (with URLs) are not
+// in the registry and are left out.
+func ManifestBlobs(body []byte) []casstore.Digest {
+	var m struct {
+		Config *struct {
+			Digest string `json:"digest"`
+		} `json:"config"`
+		Layers []struct {
+			Digest string   `json:"digest"`
+			URLs   []string `json:"urls"`
+		} `json:"layers"`
+	}
+	if json.Unmarshal(body, &m) != nil || m.Config == nil {
+		return nil
+	}
+	var out []casstore.Digest
+	if d, err := casstore.ParseDigest(m.Config.Digest); err == nil {
+		out = append(out, d)
+	}
+	for _, l := range m.Layers {
+		if len(l.URLs) > 0 {
+			continue
+		}
+		if d, err := casstore.ParseDigest(l.Digest); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
