@@ -4,7 +4,7 @@ BIN     ?= bin/dtrcache
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build deps lint test test-go test-shell bench fuzz clean dist image up down demo
+.PHONY: all build deps lint test test-go test-shell bench bench-store bench-report fuzz clean dist image up down demo
 
 IMAGE         ?= dtrcache:dev
 TESTENV_IMAGE ?= dtrcache-testenv:dev
@@ -38,8 +38,18 @@ test: deps lint test-go test-shell
 demo: build
 	$(BIN) demo $(DEMO_FLAGS)
 
+# bench runs the quick Go benchmarks; bench-store the ones that seed a
+# million blobs or fill 4 GiB (minutes; the 1M-blob store is kept in the
+# temp dir between runs); bench-report the comparison with peers.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./casstore/ ./proxy/
+	$(GO) test -run '^$$' -bench 'Fill|Evict100k|Warm' -benchmem ./casstore/ ./proxy/...
+
+bench-store:
+	CASSTORE_FILL_DIR=/dev/shm $(GO) test -run '^$$' -bench 'Hit1M|Open1M|Readers16|Fill' -benchtime 1x -timeout 60m ./casstore/
+	$(GO) test -run '^$$' -bench 'Hit1M' -benchtime 200000x -timeout 60m ./casstore/
+
+bench-report:
+	$(GO) run ./benchmarks --out benchmarks/results/latest
 
 # fuzz runs every fuzz target for FUZZTIME each (default 20s).
 FUZZTIME ?= 20s
