@@ -19,6 +19,7 @@ type env struct {
 	bin      string // built tools
 	dtrcache string // the dtrcache binary
 	registry string // the backend registry program
+	fill     string // extra `fill:` settings for the dtrcache caches (YAML flow map)
 	log      *os.File
 }
 

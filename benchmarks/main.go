@@ -28,6 +28,9 @@ type options struct {
 	loadTime  time.Duration
 	systems   string
 	scenarios string
+	images    string
+	profiles  string
+	fill      string
 	keep      bool
 }
 
@@ -43,6 +46,9 @@ func main() {
 	flag.DurationVar(&o.loadTime, "load-time", 30*time.Second, "duration of the warm throughput test")
 	flag.StringVar(&o.systems, "systems", "", "comma-separated systems to run (default: all)")
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios: cold,concurrent,range,cut,throughput (default: all)")
+	flag.StringVar(&o.images, "images", "", "comma-separated images for the cold/warm scenario, e.g. 8x64MiB (default: all)")
+	flag.StringVar(&o.profiles, "profiles", "", "comma-separated WAN profiles: shared,per-conn (default: both)")
+	flag.StringVar(&o.fill, "fill", "", "fill settings of the dtrcache caches as a YAML map, e.g. '{parallel: 1}' (default: the product defaults)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory")
 	flag.Parse()
 	if o.quick {
@@ -96,7 +102,7 @@ func run(ctx context.Context, o options) error {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	e := &env{dir: dir}
+	e := &env{dir: dir, fill: o.fill}
 	if e.log, err = os.Create(filepath.Join(dir, "systems.log")); err != nil {
 		return err
 	}
@@ -193,6 +199,12 @@ func run(ctx context.Context, o options) error {
 	scen := func(name string) bool {
 		return o.scenarios == "" || slices.Contains(strings.Split(o.scenarios, ","), name)
 	}
+	profile := func(name string) bool {
+		return o.profiles == "" || slices.Contains(strings.Split(o.profiles, ","), name)
+	}
+	imageWanted := func(im *image) bool {
+		return o.images == "" || slices.Contains(strings.Split(o.images, ","), im.label)
+	}
 	start := time.Now()
 	if scen("cold") {
 		for _, p := range []struct {
@@ -200,8 +212,14 @@ func run(ctx context.Context, o options) error {
 			cfg  wan.Config
 			imgs []*image
 		}{{"shared", shared, imgs}, {"per-conn", perConn, imgs[:1]}} {
+			if !profile(p.name) {
+				continue
+			}
 			setProfile(p.cfg)
 			for _, im := range p.imgs {
+				if !imageWanted(im) {
+					continue
+				}
 				if err := r.coldWarm(ctx, p.name, im); err != nil {
 					return err
 				}
@@ -213,6 +231,9 @@ func run(ctx context.Context, o options) error {
 			name string
 			cfg  wan.Config
 		}{{"shared", shared}, {"per-conn", perConn}} {
+			if !profile(p.name) {
+				continue
+			}
 			setProfile(p.cfg)
 			if err := r.concurrent(ctx, p.name, imgs[0], 16); err != nil {
 				return err

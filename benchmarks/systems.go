@@ -96,6 +96,15 @@ func (s *procSys) blobURL(_ context.Context, repo, d string) (string, error) {
 	return "http://" + s.host() + "/v2/" + repo + "/blobs/" + d, nil
 }
 
+// fillYAML is the `fill:` line of the dtrcache configurations, empty for
+// the defaults.
+func (e *env) fillYAML() string {
+	if e.fill == "" {
+		return ""
+	}
+	return "fill: " + e.fill + "\n"
+}
+
 // newDtrcacheMirror is dtrcache in mirror mode in front of the WAN.
 func newDtrcacheMirror(e *env, l *wan.Link) (*procSys, error) {
 	port, err := freePort()
@@ -109,7 +118,7 @@ log: {level: warn}
 http: {addr: "127.0.0.1:%d"}
 storage: {root: %q}
 mirror: {upstreams: [{name: backend, url: "http://%s"}]}
-`, port, s.cacheDir, l.Addr())); err != nil {
+%s`, port, s.cacheDir, l.Addr(), e.fillYAML())); err != nil {
 		return nil, err
 	}
 	s.args = func() []string { return []string{e.dtrcache, "cache", "--config", cfg} }
@@ -273,7 +282,7 @@ log: {level: warn}
 http: {addr: "127.0.0.1:%d"}
 storage: {root: %q}
 redirect: {upstreams: ["http://%s"], username: cache-asia, password_file: %q, issuer: bench}
-`, cport, s.cache.cacheDir, s.l.Addr(), filepath.Join(dir, "cache-pw"))); err != nil {
+%s`, cport, s.cache.cacheDir, s.l.Addr(), filepath.Join(dir, "cache-pw"), e.fillYAML())); err != nil {
 		return nil, err
 	}
 	s.cache.args = func() []string { return []string{e.dtrcache, "cache", "--config", cfg} }

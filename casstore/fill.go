@@ -23,7 +23,7 @@ type FillOptions struct {
 	// honours ranges and the blob is larger than ChunkSize.
 	Parallel int
 	// ChunkSize is the size of each range request of a parallel fill, and
-	// so the smallest blob that is fetched in parallel. 0 means 16 MiB.
+	// so the smallest blob that is fetched in parallel. 0 means 4 MiB.
 	ChunkSize int64
 }
 
@@ -92,6 +92,7 @@ type fill struct {
 	reserved int64         // bytes counted in Store.reserved until the fill ends
 	verified bool          // every byte is on disk and matched the digest
 	changed  chan struct{} // closed and replaced on every change
+	openLat  time.Duration // how long the latest source open took
 }
 
 // Fill returns a reader of the blob d, fetching it from src if the store
@@ -141,7 +142,7 @@ func (s *Store) Fill(ctx context.Context, d Digest, src Source, fo FillOptions) 
 
 func (s *Store) startFillLocked(d Digest, src Source, fo FillOptions) *fill {
 	if fo.ChunkSize <= 0 {
-		fo.ChunkSize = 16 << 20
+		fo.ChunkSize = 4 << 20
 	}
 	f := &fill{
 		s: s, d: d, src: src, opt: fo,
@@ -185,7 +186,9 @@ func (f *fill) run() {
 	if f.opt.Parallel > 1 {
 		firstLen = f.opt.ChunkSize
 	}
+	t0 := time.Now()
 	st, err := f.open(ctx, 0, firstLen, 0)
+	f.noteOpenTime(time.Since(t0))
 	if err == nil && firstLen >= 0 && st.Size < 0 && st.Len >= 0 {
 		// A range answered without the total: the blob's size is unknown,
 		// so fetch it whole in one stream.
@@ -342,22 +345,95 @@ func (f *fill) take() int {
 }
 
 // worker fetches chunk c (starting with the already-open stream st, if
-// any), then takes further chunks until none are left.
+// any), then takes further chunks until none are left. Near the end of
+// each chunk it opens the next one ahead (see lookahead), so a worker's
+// link never idles for the round trip between two range requests.
 func (f *fill) worker(ctx context.Context, st *Stream, c int) error {
 	buf := make([]byte, readBufSize)
+	var ahead *preopen
+	defer func() { ahead.discard() }()
 	for c >= 0 {
-		if err := f.fetchChunk(ctx, c, st, buf); err != nil {
+		next := func() {
+			if ahead != nil {
+				return
+			}
+			if nc := f.take(); nc >= 0 {
+				ahead = f.preopen(ctx, nc)
+			} else {
+				ahead = &preopen{c: -1}
+			}
+		}
+		if err := f.fetchChunk(ctx, c, st, buf, next); err != nil {
 			return err
 		}
 		st = nil
-		c = f.take()
+		if ahead == nil {
+			c = f.take()
+			continue
+		}
+		c, st = ahead.c, ahead.wait()
+		ahead = nil
 	}
 	return nil
 }
 
+// preopen is a range request for the next chunk, sent before the current
+// chunk ends.
+type preopen struct {
+	c    int // the chunk, -1 when none was left
+	done chan struct{}
+	st   *Stream // nil when the open failed: the chunk is then opened again
+}
+
+func (f *fill) preopen(ctx context.Context, c int) *preopen {
+	p := &preopen{c: c, done: make(chan struct{})}
+	f.mu.Lock()
+	start, clen := int64(c)*f.chunk, f.chunkLenLocked(c)
+	f.mu.Unlock()
+	go func() {
+		defer close(p.done)
+		f.s.c.sourceRequests.Add(1)
+		st, err := f.src.Fetch(ctx, start, clen)
+		if err != nil {
+			return // fetchChunk opens it again, with retries
+		}
+		f.mu.Lock()
+		size := f.size
+		f.mu.Unlock()
+		if st.Size != size || st.Len != clen {
+			st.Body.Close()
+			return
+		}
+		p.st = &st
+	}()
+	return p
+}
+
+// wait returns the pre-opened stream, or nil.
+func (p *preopen) wait() *Stream {
+	if p.done != nil {
+		<-p.done
+	}
+	return p.st
+}
+
+// discard closes a pre-opened stream nobody will read.
+func (p *preopen) discard() {
+	if p == nil || p.done == nil {
+		return
+	}
+	go func() {
+		if st := p.wait(); st != nil {
+			st.Body.Close()
+		}
+	}()
+}
+
 // fetchChunk writes chunk c, resuming from where it stopped after a broken
 // stream, with bounded retries and backoff.
-func (f *fill) fetchChunk(ctx context.Context, c int, st *Stream, buf []byte) error {
+// ahead is called once when the rest of the chunk will take about as long
+// as opening a stream took.
+func (f *fill) fetchChunk(ctx context.Context, c int, st *Stream, buf []byte, ahead func()) error {
 	f.mu.Lock()
 	start, clen := int64(c)*f.chunk, f.chunkLenLocked(c)
 	f.mu.Unlock()
@@ -372,22 +448,29 @@ func (f *fill) fetchChunk(ctx context.Context, c int, st *Stream, buf []byte) er
 			}
 			return nil
 		}
+		openTime := f.openTime()
 		if st == nil {
 			length := int64(-1)
 			if clen != math.MaxInt64 {
 				length = clen - done
 			}
+			t0 := time.Now()
 			s, err := f.open(ctx, start+done, length, failures)
 			if err != nil {
 				return err
 			}
+			openTime = f.noteOpenTime(time.Since(t0))
 			st = &s
 		}
 		want := clen - done
 		if clen == math.MaxInt64 {
 			want = math.MaxInt64 // size unknown: read to the stream's end
 		}
-		n, err := f.copyStream(ctx, c, start+done, want, st.Body, buf)
+		var la *lookahead
+		if ahead != nil && f.parallel() {
+			la = &lookahead{rtt: openTime, fire: ahead}
+		}
+		n, err := f.copyStream(ctx, c, start+done, want, st.Body, buf, la)
 		st.Body.Close()
 		st = nil
 		if err == nil {
@@ -458,7 +541,7 @@ func (f *fill) backoff(ctx context.Context, failures int) error {
 // copyStream copies up to want bytes from body into chunk c at off. It
 // returns the bytes written and nil once want bytes landed (or, while the
 // size is unknown, at EOF).
-func (f *fill) copyStream(ctx context.Context, c int, off, want int64, body io.Reader, buf []byte) (int64, error) {
+func (f *fill) copyStream(ctx context.Context, c int, off, want int64, body io.Reader, buf []byte, la *lookahead) (int64, error) {
 	stall := time.AfterFunc(f.s.opt.StallTimeout, func() {
 		if cl, ok := body.(io.Closer); ok {
 			cl.Close()
@@ -466,10 +549,12 @@ func (f *fill) copyStream(ctx context.Context, c int, off, want int64, body io.R
 	})
 	defer stall.Stop()
 	var written int64
+	start := time.Now()
 	for written < want {
 		if err := ctx.Err(); err != nil {
 			return written, err
 		}
+		la.check(written, want-written, time.Since(start))
 		p := buf
 		if rest := want - written; rest < int64(len(p)) {
 			p = p[:rest]
@@ -497,6 +582,48 @@ func (f *fill) copyStream(ctx context.Context, c int, off, want int64, body io.R
 		}
 	}
 	return written, nil
+}
+
+// lookahead fires once when the rest of a chunk, at the rate measured so
+// far, will take no longer than opening a stream (≈ one round trip to the
+// source) plus a margin.
+type lookahead struct {
+	rtt   time.Duration
+	fire  func()
+	fired bool
+}
+
+func (la *lookahead) check(written, rest int64, elapsed time.Duration) {
+	if la == nil || la.fired || written <= 0 || elapsed <= 0 {
+		return
+	}
+	// rest / (written/elapsed) <= 2 × rtt, without division.
+	if float64(rest)*elapsed.Seconds() <= 2*la.rtt.Seconds()*float64(written) {
+		la.fired = true
+		la.fire()
+	}
+}
+
+// parallel reports whether the blob is fetched as several chunks.
+func (f *fill) parallel() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.prog) > 1
+}
+
+// openTime is the latest time a stream took to open (at least 1ms).
+func (f *fill) openTime() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.openLat
+}
+
+func (f *fill) noteOpenTime(d time.Duration) time.Duration {
+	d = max(d, time.Millisecond)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.openLat = d
+	return d
 }
 
 // write stores p at off in chunk c and publishes the progress.

@@ -317,6 +317,62 @@ func TestParallelFill(t *testing.T) {
 	}
 }
 
+// TestParallelFillOpensNextChunkAhead checks that a worker sends the range
+// request for its next chunk before the current chunk has arrived, so the
+// round trip between two requests does not leave its connection idle, and
+// that doing so fetches no byte twice.
+func TestParallelFillOpensNextChunkAhead(t *testing.T) {
+	const chunk = 256 << 10
+	s := newTestStore(t, Options{})
+	data, d := randomBlob(t, 16*chunk)
+	src := newTestSource(data)
+	src.fetchDelay = 5 * time.Millisecond // the round trip
+	src.delay = 2 * time.Millisecond      // per 64 KiB: 8 ms a chunk
+	b, _, err := s.Fill(context.Background(), d, src, FillOptions{Parallel: 2, ChunkSize: chunk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, readAll(t, b), data)
+	waitFor(t, func() bool { return s.Stats().Blobs == 1 })
+	if n := src.fetches.Load(); n != 16 {
+		t.Fatalf("fetches = %d, want one per chunk (16)", n)
+	}
+	if served := src.served.Load(); served != int64(len(data)) {
+		t.Fatalf("source served %d bytes for a %d-byte blob", served, len(data))
+	}
+	// Two workers alone keep at most two streams open; a third means a
+	// worker opened its next chunk while still reading the current one.
+	if m := src.maxActive.Load(); m < 3 {
+		t.Fatalf("at most %d streams open at once; want ≥ 3 (next chunk opened ahead)", m)
+	}
+	waitFor(t, func() bool { return src.active.Load() == 0 })
+}
+
+// TestFailedFillClosesOpenedAhead checks that a stream opened ahead is
+// closed when its fill fails.
+func TestFailedFillClosesOpenedAhead(t *testing.T) {
+	const chunk = 256 << 10
+	s := newTestStore(t, Options{})
+	data, d := randomBlob(t, 16*chunk)
+	src := newTestSource(data)
+	src.delay = time.Millisecond
+	src.failFrom = 9 * chunk // chunks 9.. are refused: the fill fails
+
+	b, _, err := s.Fill(context.Background(), d, src, FillOptions{Parallel: 2, ChunkSize: chunk})
+	if err == nil {
+		_, err = io.ReadAll(io.NewSectionReader(b, 0, b.Size()))
+		b.Close()
+	}
+	if err == nil {
+		t.Fatal("read of a blob whose last chunks are refused succeeded")
+	}
+	waitFor(t, func() bool { return s.Stats().FillsInFlight == 0 })
+	waitFor(t, func() bool { return src.active.Load() == 0 })
+	if s.Stats().Blobs != 0 {
+		t.Fatal("a failed fill published a blob")
+	}
+}
+
 func TestFarAheadRangeReadsDirect(t *testing.T) {
 	s := newTestStore(t, Options{FarAhead: 64 << 10})
 	data, d := randomBlob(t, 4<<20)

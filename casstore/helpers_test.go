@@ -70,6 +70,15 @@ type testSource struct {
 	delay time.Duration
 	// fail makes Fetch return this error.
 	fail error
+	// failFrom, when > 0, makes every Fetch at or past that offset fail
+	// for good.
+	failFrom int64
+	// fetchDelay sleeps in Fetch (a round trip to the source).
+	fetchDelay time.Duration
+
+	// active counts bodies fetched and not yet at their end or closed;
+	// maxActive is its high-water mark.
+	active, maxActive atomic.Int64
 
 	fetches atomic.Int64
 	served  atomic.Int64 // bytes delivered by bodies
@@ -90,6 +99,12 @@ func (s *testSource) Fetch(ctx context.Context, off, length int64) (Stream, erro
 	if s.fail != nil {
 		return Stream{}, s.fail
 	}
+	if s.fetchDelay > 0 {
+		time.Sleep(s.fetchDelay)
+	}
+	if s.failFrom > 0 && off >= s.failFrom {
+		return Stream{}, Permanent(fmt.Errorf("test: offset %d refused (injected)", off))
+	}
 	size := int64(len(s.data))
 	if off > size {
 		return Stream{}, Permanent(fmt.Errorf("offset %d beyond %d", off, size))
@@ -101,6 +116,9 @@ func (s *testSource) Fetch(ctx context.Context, off, length int64) (Stream, erro
 	body := &testBody{src: s, ctx: ctx, off: off, end: end, limit: -1, gated: s.gate != nil && off < s.gateAt}
 	if s.cutAfter > 0 && s.cuts.Add(-1) >= 0 {
 		body.limit = off + s.cutAfter
+	}
+	if a := s.active.Add(1); a > s.maxActive.Load() {
+		s.maxActive.Store(a) // racy high-water mark; good enough for ≥ checks
 	}
 	return Stream{Body: body, Size: size, Len: end - off}, nil
 }
@@ -118,6 +136,14 @@ type testBody struct {
 	limit    int64 // cut point, -1 none
 	gated    bool
 	closed   atomic.Bool
+	ended    atomic.Bool // counted out of src.active
+}
+
+// end takes the body out of the source's active count once.
+func (b *testBody) finish() {
+	if b.ended.CompareAndSwap(false, true) {
+		b.src.active.Add(-1)
+	}
 }
 
 var errCut = errors.New("test: connection reset (injected cut)")
@@ -127,6 +153,7 @@ func (b *testBody) Read(p []byte) (int, error) {
 		return 0, errors.New("test: read on closed body")
 	}
 	if b.off >= b.end {
+		b.finish()
 		return 0, io.EOF
 	}
 	if b.limit >= 0 && b.off >= b.limit {
@@ -157,10 +184,13 @@ func (b *testBody) Read(p []byte) (int, error) {
 	}
 	b.off += n
 	s.served.Add(n)
+	if b.off >= b.end {
+		b.finish()
+	}
 	return int(n), nil
 }
 
-func (b *testBody) Close() error { b.closed.Store(true); return nil }
+func (b *testBody) Close() error { b.closed.Store(true); b.finish(); return nil }
 
 // readAll reads a blob fully and closes it.
 func readAll(t testing.TB, b *Blob) []byte {

@@ -1,6 +1,8 @@
 package forward
 
 import (
+	"time"
+
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -50,8 +52,14 @@ func TestPullColdAndWarm(t *testing.T) {
 	}
 	// A blob's commit may still be running when its last byte went out, so
 	// a warm read may join the (verified) fill instead of hitting.
-	warm := counterValue(e.metrics.requests.WithLabelValues("hit")) + counterValue(e.metrics.requests.WithLabelValues("joined"))
-	if warm != 4 {
+	// The count follows the response's last byte: give it a moment.
+	warmReads := func() float64 {
+		return counterValue(e.metrics.requests.WithLabelValues("hit")) + counterValue(e.metrics.requests.WithLabelValues("joined"))
+	}
+	for deadline := time.Now().Add(5 * time.Second); warmReads() < 4 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if warm := warmReads(); warm != 4 {
 		t.Errorf("%v warm reads served from the store, want 4", warm)
 	}
 	if cached := counterValue(e.metrics.auth.WithLabelValues("cached")); cached != 4 {

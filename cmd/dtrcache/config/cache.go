@@ -194,7 +194,7 @@ type RegistryProxy struct {
 const (
 	DefaultCacheAddr = ":5000"
 	DefaultParallel  = 4
-	DefaultChunk     = 16 << 20
+	DefaultChunk     = 4 << 20
 	DefaultPrefetch  = 4
 )
 
