@@ -48,7 +48,7 @@ bench-store:
 	CASSTORE_FILL_DIR=/dev/shm $(GO) test -run '^$$' -bench 'Hit1M|Open1M|Readers16|Fill' -benchtime 1x -timeout 60m ./casstore/
 	$(GO) test -run '^$$' -bench 'Hit1M' -benchtime 200000x -timeout 60m ./casstore/
 
-bench-report:
+bench-report: deps
 	$(GO) run ./benchmarks --out benchmarks/results/latest
 
 # fuzz runs every fuzz target for FUZZTIME each (default 20s).

@@ -96,7 +96,7 @@ var scenarioTitle = map[string]string{
 	"warm":       "2. Warm pull, one client",
 	"concurrent": "3. 16 clients pull the same cold image at once",
 	"range":      "4. Range read at 90 % of an uncached blob (time to first byte)",
-	"cut":        "5. Upstream connection cut half way through a layer of a cold pull",
+	"cut":        "5. Upstream connection cut half way through a cold pull",
 	"throughput": "6. Warm hit throughput: 64 connections on one blob",
 }
 

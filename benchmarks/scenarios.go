@@ -172,12 +172,14 @@ func (r *runner) rangeRead(ctx context.Context, im *image, frac float64) error {
 	return nil
 }
 
-// cut: scenario 5 (the upstream connection cut half way through a layer
-// of a cold pull).
+// cut: scenario 5 (the upstream connection cut half way through a cold
+// pull).
 func (r *runner) cut(ctx context.Context, im *image, shared wan.Config) error {
+	// Whichever connection carries the pull's middle byte across the WAN
+	// is reset; a per-connection byte count would never fire for systems
+	// that spread a layer over several connections.
 	c := shared
-	c.CutAfter = im.spec.LayerSize / 2
-	c.CutOnce = true
+	c.CutAtLinkBytes = im.info.BlobBytes / 2
 	defer r.setProfile(shared)
 	for _, s := range r.systems {
 		res := &result{Scenario: "cut", Image: im.label, Profile: "shared", System: s.name(), Peer: s.peer()}

@@ -79,6 +79,70 @@ func TestCutAfter(t *testing.T) {
 	}
 }
 
+// TestCutAtLinkBytes checks that the link-wide cut breaks exactly one of
+// several concurrent connections, after exactly the set number of bytes in
+// all, and that SetConfig re-arms it.
+func TestCutAtLinkBytes(t *testing.T) {
+	const (
+		size  = 256 << 10
+		conns = 4
+		limit = 3*size/2 + 12_345 // in the middle of the second half
+	)
+	data := randomBytes(t, size)
+	target := startServer(t, func(c *net.TCPConn) {
+		var hdr [8]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		_, _ = c.Write(data[:binary.BigEndian.Uint64(hdr[:])])
+	})
+	cfg := Config{CutAtLinkBytes: limit, Latency: time.Millisecond, Bandwidth: 32 << 20}
+	l := startLink(t, target, cfg)
+	for round := 0; round < 2; round++ {
+		l.SetConfig(cfg)
+		l.ResetStats()
+		type res struct {
+			n   int
+			err error
+		}
+		results := make(chan res, conns)
+		for i := 0; i < conns; i++ {
+			go func() {
+				got, err := fetch(t, l.Addr(), size)
+				if !bytes.Equal(got, data[:len(got)]) {
+					err = errors.Join(err, errors.New("bytes differ"))
+				}
+				results <- res{len(got), err}
+			}()
+		}
+		cut, whole := 0, 0
+		for i := 0; i < conns; i++ {
+			r := <-results
+			switch {
+			case r.err == nil && r.n == size:
+				whole++
+			case r.err != nil && r.n < size:
+				cut++
+			default:
+				t.Errorf("round %d: a connection got %d bytes, %v", round, r.n, r.err)
+			}
+		}
+		if cut != 1 || whole != conns-1 {
+			t.Errorf("round %d: %d connections cut, %d whole; want 1 and %d", round, cut, whole, conns-1)
+		}
+		s := l.Stats()
+		if s.Cuts != 1 {
+			t.Errorf("round %d: Stats.Cuts = %d, want 1", round, s.Cuts)
+		}
+		// The cut connection stopped at the limit's byte; the others kept
+		// going, so all together they carried the limit plus the rest of
+		// the whole ones.
+		if s.BytesDown <= limit || s.BytesDown >= conns*size {
+			t.Errorf("round %d: %d bytes down, want between %d and %d", round, s.BytesDown, limit, conns*size)
+		}
+	}
+}
+
 // fetch asks the cut test's server for n bytes through addr and reads until
 // the end of the stream or an error, which it returns (nil for a clean end).
 func fetch(t *testing.T, addr string, n uint64) ([]byte, error) {

@@ -37,6 +37,13 @@ type Config struct {
 	// CutOnce limits CutAfter to the first connection that reaches it, so
 	// a retried or resumed request passes. SetConfig re-arms it.
 	CutOnce bool
+
+	// CutAtLinkBytes, if > 0, cuts the one connection that carries the
+	// target→client byte that takes the link's total since SetConfig past
+	// it: "the upstream breaks half way through a pull", whichever
+	// connection is carrying it. Exactly CutAtLinkBytes bytes pass before
+	// the cut; later connections and bytes pass. SetConfig re-arms it.
+	CutAtLinkBytes int64
 }
 
 // Stats counts traffic through a Link since it started or since ResetStats.
@@ -59,6 +66,10 @@ type Link struct {
 
 	cfg     atomic.Pointer[Config]
 	cutUsed atomic.Bool // a CutOnce cut has happened since the last SetConfig
+	// linkCutUsed and sinceCfg serve CutAtLinkBytes: whether its cut has
+	// happened, and the target→client bytes since the last SetConfig.
+	linkCutUsed atomic.Bool
+	sinceCfg    atomic.Int64
 
 	up, down bucket // the shared Bandwidth, one bucket per direction
 
@@ -119,6 +130,8 @@ func (l *Link) ResetStats() {
 func (l *Link) SetConfig(cfg Config) {
 	l.cfg.Store(&cfg)
 	l.cutUsed.Store(false)
+	l.sinceCfg.Store(0)
+	l.linkCutUsed.Store(false)
 }
 
 // config returns the current settings.

@@ -146,6 +146,12 @@ func (d *direction) forward(b []byte) bool {
 // checkCut decides whether n more bytes would cross CutAfter. If so, it
 // returns how many of them may still pass before the cut, and true.
 func (d *direction) checkCut(cfg *Config, n int) (int, bool) {
+	if lim := cfg.CutAtLinkBytes; lim > 0 && !d.pair.link.linkCutUsed.Load() {
+		l := d.pair.link
+		if total := l.sinceCfg.Add(int64(n)); total > lim && l.linkCutUsed.CompareAndSwap(false, true) {
+			return int(max(int64(n)-(total-lim), 0)), true
+		}
+	}
 	if cfg.CutAfter <= 0 || d.exempt || d.read+int64(n) <= cfg.CutAfter {
 		return n, false
 	}
