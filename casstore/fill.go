@@ -668,7 +668,8 @@ func (f *fill) setEOF(size int64) {
 func (f *fill) hash(ctx context.Context) ([]byte, error) {
 	h := f.d.NewHash()
 	var buf []byte
-	var done int64
+	var done, flushed int64
+	osf, _ := f.file.(*os.File)
 	for {
 		f.mu.Lock()
 		contig, size, ch := f.contig, f.size, f.changed
@@ -679,6 +680,10 @@ func (f *fill) hash(ctx context.Context) ([]byte, error) {
 				return nil, fmt.Errorf("%w: read back for hashing: %w", ErrWrite, err)
 			}
 			done += n
+			if osf != nil && done-flushed >= writebackStep {
+				startWriteback(osf, flushed, done-flushed)
+				flushed = done
+			}
 			continue
 		}
 		if size >= 0 && done >= size {
@@ -691,6 +696,10 @@ func (f *fill) hash(ctx context.Context) ([]byte, error) {
 		}
 	}
 }
+
+// writebackStep is how many hashed bytes the hasher lets pile up before it
+// starts their writeback.
+const writebackStep = 8 << 20
 
 // hashWindow is the most the hasher maps or reads at once.
 const hashWindow = 8 << 20
