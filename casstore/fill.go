@@ -352,17 +352,17 @@ func (f *fill) worker(ctx context.Context, st *Stream, c int) error {
 	buf := make([]byte, readBufSize)
 	var ahead *preopen
 	defer func() { ahead.discard() }()
-	for c >= 0 {
-		next := func() {
-			if ahead != nil {
-				return
-			}
-			if nc := f.take(); nc >= 0 {
-				ahead = f.preopen(ctx, nc)
-			} else {
-				ahead = &preopen{c: -1}
-			}
+	next := func() {
+		if ahead != nil {
+			return
 		}
+		if nc := f.take(); nc >= 0 {
+			ahead = f.preopen(ctx, nc)
+		} else {
+			ahead = &preopen{c: -1}
+		}
+	}
+	for c >= 0 {
 		if err := f.fetchChunk(ctx, c, st, buf, next); err != nil {
 			return err
 		}
@@ -431,8 +431,8 @@ func (p *preopen) discard() {
 
 // fetchChunk writes chunk c, resuming from where it stopped after a broken
 // stream, with bounded retries and backoff.
-// ahead is called once when the rest of the chunk will take about as long
-// as opening a stream took.
+// ahead is called once when the rest of the chunk will take about two
+// stream opening times (see lookahead).
 func (f *fill) fetchChunk(ctx context.Context, c int, st *Stream, buf []byte, ahead func()) error {
 	f.mu.Lock()
 	start, clen := int64(c)*f.chunk, f.chunkLenLocked(c)
@@ -585,8 +585,8 @@ func (f *fill) copyStream(ctx context.Context, c int, off, want int64, body io.R
 }
 
 // lookahead fires once when the rest of a chunk, at the rate measured so
-// far, will take no longer than opening a stream (≈ one round trip to the
-// source) plus a margin.
+// far, will take no longer than twice the time opening a stream took (≈ one
+// round trip to the source, doubled as a margin).
 type lookahead struct {
 	rtt   time.Duration
 	fire  func()

@@ -139,7 +139,7 @@ type testBody struct {
 	ended    atomic.Bool // counted out of src.active
 }
 
-// end takes the body out of the source's active count once.
+// finish takes the body out of the source's active count once.
 func (b *testBody) finish() {
 	if b.ended.CompareAndSwap(false, true) {
 		b.src.active.Add(-1)

@@ -38,9 +38,8 @@ func TestTopology(t *testing.T) {
 		}
 		// The link counts a read after handing its bytes on: let the
 		// count of the last reads land before using it.
-		deadline := time.Now().Add(5 * time.Second)
-		for tp.Link.Stats().BytesDown < info.BlobBytes && phase != "warm" && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+		if phase != "warm" {
+			eventually(func() bool { return tp.Link.Stats().BytesDown >= info.BlobBytes })
 		}
 		return tp.Link.Stats().BytesDown
 	}
@@ -60,14 +59,20 @@ func TestTopology(t *testing.T) {
 		t.Fatalf("cold pull: %d bytes over the WAN, want about the image (%d)", cold, info.BlobBytes)
 	}
 	warm := pull("warm")
-	deadline := time.Now().Add(5 * time.Second) // the last commit may follow the last byte
-	for tp.CacheStore.Stats().Blobs != int64(len(info.Layers)+1) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	// The last commit may follow the last byte.
+	eventually(func() bool { return tp.CacheStore.Stats().Blobs == int64(len(info.Layers)+1) })
 	if tp.CacheStore.Stats().Blobs != int64(len(info.Layers)+1) {
 		t.Fatalf("store holds %d blobs", tp.CacheStore.Stats().Blobs)
 	}
 	if warm > info.BlobBytes/20 {
 		t.Fatalf("warm pull: %d bytes over the WAN for a %d-byte image; only manifests and redirects should cross", warm, info.BlobBytes)
+	}
+}
+
+// eventually waits up to 5 s for cond; the caller then asserts what it
+// needs, so a timeout shows as that assertion's failure.
+func eventually(cond func() bool) {
+	for deadline := time.Now().Add(5 * time.Second); !cond() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 }

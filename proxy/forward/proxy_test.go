@@ -1,8 +1,6 @@
 package forward
 
 import (
-	"time"
-
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -13,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"

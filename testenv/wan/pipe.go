@@ -143,8 +143,9 @@ func (d *direction) forward(b []byte) bool {
 	return true
 }
 
-// checkCut decides whether n more bytes would cross CutAfter. If so, it
-// returns how many of them may still pass before the cut, and true.
+// checkCut decides whether n more bytes would cross CutAtLinkBytes (for
+// the link) or CutAfter (for this connection). If so, it returns how many
+// of them may still pass before the cut, and true.
 func (d *direction) checkCut(cfg *Config, n int) (int, bool) {
 	if lim := cfg.CutAtLinkBytes; lim > 0 && !d.pair.link.linkCutUsed.Load() {
 		l := d.pair.link
