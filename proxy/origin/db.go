@@ -1,13 +1,17 @@
 package origin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"strings"
+	"sync"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"github.com/dtrcache/dtrcache/proxy/state"
+	"github.com/dtrcache/dtrcache/proxy/state/badgerstate"
+	"go.uber.org/zap"
 )
 
 // Cache is a registered content cache.
@@ -38,103 +42,200 @@ var (
 	ErrExists   = errors.New("origin: already exists")
 )
 
-// DB stores caches and user settings durably. It is safe for concurrent
-// use.
+// Keys of the origin's records in the state store.
+const (
+	cachePrefix    = "cache/"
+	settingsPrefix = "settings/"
+)
+
+// writeTimeout bounds one write to the state store.
+const writeTimeout = 10 * time.Second
+
+// DB stores caches and user settings in a state.Store and keeps both in
+// memory (state.View), so the redirect path reads no disk and a change
+// made through another origin replica is seen at once. It is safe for
+// concurrent use. It owns the goroutines that keep its views current;
+// Close stops and waits for them.
 type DB struct {
-	db *badger.DB
+	store    state.Store
+	ownStore bool
+	caches   *state.View[Cache]
+	settings *state.View[Settings]
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-// OpenDB opens (creating) the database in dir.
+// OpenDB opens (creating) an embedded database in dir.
 func OpenDB(dir string) (*DB, error) {
-	opt := badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(8 << 20).WithValueThreshold(64 << 10).WithNumMemtables(2).
-		WithBlockCacheSize(4 << 20).WithValueLogFileSize(16 << 20).WithSyncWrites(true).WithMetricsEnabled(false)
-	db, err := badger.Open(opt)
+	s, err := badgerstate.Open(dir)
 	if err != nil {
 		return nil, fmt.Errorf("origin: open database %s: %w", dir, err)
 	}
-	return &DB{db: db}, nil
+	d := NewDB(s, nil)
+	d.ownStore = true
+	return d, nil
 }
 
-// Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+// NewDB returns a DB on store (which the caller closes after the DB).
+func NewDB(store state.Store, log *zap.Logger) *DB {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &DB{store: store, cancel: cancel}
+	d.caches = &state.View[Cache]{Store: store, Prefix: cachePrefix, Logger: log, Decode: decodeJSON[Cache]}
+	d.settings = &state.View[Settings]{Store: store, Prefix: settingsPrefix, Logger: log, Decode: decodeJSON[Settings]}
+	for _, run := range []func(context.Context) error{d.caches.Run, d.settings.Run} {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			run(ctx)
+		}()
+	}
+	return d
+}
 
-func (d *DB) get(key string, v any) error {
-	return d.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(key))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
-	})
+func decodeJSON[T any](_ string, b []byte) (T, error) {
+	var v T
+	err := json.Unmarshal(b, &v)
+	return v, err
+}
+
+// Store returns the state store the DB is kept in.
+func (d *DB) Store() state.Store { return d.store }
+
+// Close stops the views and, for a DB from OpenDB, closes its store.
+func (d *DB) Close() error {
+	d.cancel()
+	d.wg.Wait()
+	if d.ownStore {
+		return d.store.Close()
+	}
+	return nil
+}
+
+// ready waits (briefly) for the views' first listing, so a read right
+// after start sees what is stored.
+func (d *DB) ready() error {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if err := d.caches.WaitReady(ctx); err != nil {
+		return fmt.Errorf("origin: database not ready: %w", err)
+	}
+	if err := d.settings.WaitReady(ctx); err != nil {
+		return fmt.Errorf("origin: database not ready: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether the database answers (for /readyz).
+func (d *DB) Ready(ctx context.Context) error {
+	if !d.caches.Ready() || !d.settings.Ready() {
+		return errors.New("origin: database views not loaded yet")
+	}
+	_, err := d.store.Get(ctx, "readyz-probe")
+	if errors.Is(err, state.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // AddCache registers a cache; ErrExists if the name is taken.
 func (d *DB) AddCache(c Cache) error {
-	b, err := json.Marshal(c)
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	op, err := state.PutJSON(cachePrefix+c.Name, c)
 	if err != nil {
 		return err
 	}
-	return d.db.Update(func(txn *badger.Txn) error {
-		if _, err := txn.Get([]byte("cache/" + c.Name)); err == nil {
-			return ErrExists
-		}
-		return txn.Set([]byte("cache/"+c.Name), b)
-	})
+	rev, err := d.store.Txn(ctx, []state.Cond{{Key: op.Key, Rev: 0}}, op)
+	if errors.Is(err, state.ErrConflict) {
+		return ErrExists
+	}
+	if err != nil {
+		return fmt.Errorf("origin: register cache: %w", err)
+	}
+	d.caches.Observe(op.Key, op.Value, rev)
+	return nil
 }
 
 // DeleteCache removes a cache; users pointing at it fall back to the origin.
 func (d *DB) DeleteCache(name string) error {
-	return d.db.Update(func(txn *badger.Txn) error {
-		if _, err := txn.Get([]byte("cache/" + name)); errors.Is(err, badger.ErrKeyNotFound) {
-			return ErrNotFound
-		}
-		return txn.Delete([]byte("cache/" + name))
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	kv, err := d.store.Get(ctx, cachePrefix+name)
+	if errors.Is(err, state.ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("origin: remove cache: %w", err)
+	}
+	rev, err := d.store.Txn(ctx, []state.Cond{{Key: kv.Key, Rev: kv.Rev}}, state.Delete(kv.Key))
+	if errors.Is(err, state.ErrConflict) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("origin: remove cache: %w", err)
+	}
+	d.caches.ObserveDelete(kv.Key, rev)
+	return nil
 }
 
 // Cache returns one cache.
 func (d *DB) Cache(name string) (Cache, error) {
-	var c Cache
-	return c, d.get("cache/"+name, &c)
+	if err := d.ready(); err != nil {
+		return Cache{}, err
+	}
+	c, ok := d.caches.Get(cachePrefix + name)
+	if !ok {
+		return Cache{}, ErrNotFound
+	}
+	return c, nil
 }
 
 // Caches lists the registered caches by name.
 func (d *DB) Caches() ([]Cache, error) {
-	var out []Cache
-	err := d.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("cache/"), PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var c Cache
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &c) }); err != nil {
-				return err
-			}
-			out = append(out, c)
+	if err := d.ready(); err != nil {
+		return nil, err
+	}
+	return d.caches.All(), nil
+}
+
+// CacheByAccount returns the cache whose account user is, if any.
+func (d *DB) CacheByAccount(user string) (Cache, bool) {
+	if user == "" || d.ready() != nil {
+		return Cache{}, false
+	}
+	for _, c := range d.caches.All() {
+		if c.Account == user {
+			return c, true
 		}
-		return nil
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, err
+	}
+	return Cache{}, false
 }
 
 // Settings returns a user's settings (zero value if never set).
 func (d *DB) Settings(user string) (Settings, error) {
-	var s Settings
-	err := d.get("settings/"+user, &s)
-	if errors.Is(err, ErrNotFound) {
-		return Settings{}, nil
+	if err := d.ready(); err != nil {
+		return Settings{}, err
 	}
-	return s, err
+	s, _ := d.settings.Get(settingsPrefix + user)
+	return s, nil
 }
 
 // SetSettings stores a user's settings.
 func (d *DB) SetSettings(user string, s Settings) error {
-	b, err := json.Marshal(s)
+	if strings.ContainsAny(user, "/") {
+		return fmt.Errorf("origin: invalid user name %q", user)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	op, err := state.PutJSON(settingsPrefix+user, s)
 	if err != nil {
 		return err
 	}
-	return d.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("settings/"+user), b) })
+	rev, err := d.store.Txn(ctx, nil, op)
+	if err != nil {
+		return fmt.Errorf("origin: store settings: %w", err)
+	}
+	d.settings.Observe(op.Key, op.Value, rev)
+	return nil
 }
