@@ -34,9 +34,10 @@ test-shell: build
 test: deps lint test-go test-shell
 
 # demo runs the US/Asia topology and pulls through it (DEMO_FLAGS, e.g.
-# "--keep" or "--layers 8 --layer-size 64MiB").
-demo: build
-	$(BIN) demo $(DEMO_FLAGS)
+# "--keep" or "--layers 8 --layer-size 64MiB"). The demo is a program of
+# the test environment (testenv/cmd/demo), not part of bin/dtrcache.
+demo:
+	$(GO) run ./testenv/cmd/demo $(DEMO_FLAGS)
 
 # bench runs the quick Go benchmarks; bench-store the ones that seed a
 # million blobs or fill 4 GiB (minutes; the 1M-blob store is kept in the

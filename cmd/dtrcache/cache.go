@@ -92,7 +92,7 @@ func loadCacheConfig(f cacheFlags) (*config.Cache, error) {
 	return cfg, nil
 }
 
-// cacheListeners lets tests and the demo pass ready listeners.
+// cacheListeners lets tests pass ready listeners.
 type cacheListeners struct {
 	api   net.Listener
 	ready chan<- string // receives the API address once serving

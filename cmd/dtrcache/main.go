@@ -5,7 +5,7 @@
 //	dtrcache origin --config origin.yml    serve the origin gateway
 //	dtrcache keys generate --dir keys/     make an Ed25519 token signing key
 //	dtrcache ca init --dir ca/             make the office CA of the forward proxy
-//	dtrcache demo                          run a whole origin + WAN + cache topology and pull through it
+//	dtrcache warm IMAGE...                 pre-fill a cache with images
 //	dtrcache version
 package main
 
@@ -39,7 +39,6 @@ func commands() []command {
 		{"htpasswd", "print a bcrypt htpasswd line for a user (password on stdin)", runHtpasswd},
 		{"ca", "manage the forward proxy's office CA (init, cert)", runCA},
 		{"warm", "pre-fill a cache with images", runWarm},
-		{"demo", "run an origin + WAN + cache topology and show what the cache saves", runDemo},
 		{"probe", "GET a URL, exit 0 on 2xx (container health checks)", runProbe},
 		{"version", "print the version", runVersion},
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/dtrcache/dtrcache/internal/progress"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -65,7 +66,7 @@ func runWarm(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			failed++
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: warm (%s of blobs read)\n", ref, human(n, "B"))
+		fmt.Fprintf(stdout, "%s: warm (%s of blobs read)\n", ref, progress.Human(n, "B"))
 	}
 	if failed > 0 {
 		return 1
@@ -136,7 +137,7 @@ func warmRef(ctx context.Context, ref, platform string, jobs int, insecure bool,
 				size += n
 			}
 		}
-		bar := newBar(size, ref, out)
+		bar := progress.NewBar(size, ref, out)
 		sizes := make([]int64, len(layers))
 		g, _ := errgroup.WithContext(ctx)
 		g.SetLimit(jobs)

@@ -1,7 +1,18 @@
+// Command demo starts a whole dtrcache topology in one process on loopback
+// — a backend registry and the origin in the "US", a WAN emulator, the
+// "asia" cache — seeds an image, and has the demo user alice pull it three
+// ways: direct from the origin, cold through the cache, warm. It prints
+// what each pull cost.
+//
+//	go run ./testenv/cmd/demo [--layers 8 --layer-size 64MiB] [--keep]
+//
+// It lives in the test environment, not in the production binary, so the
+// dtrcache that operators deploy links no test registry.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,14 +23,21 @@ import (
 
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
+	"github.com/dtrcache/dtrcache/internal/progress"
 	"github.com/dtrcache/dtrcache/testenv"
 	"github.com/dtrcache/dtrcache/testenv/wan"
-	"github.com/schollz/progressbar/v3"
 	"go.uber.org/zap"
-	"golang.org/x/term"
+	"go.uber.org/zap/zapcore"
 )
 
-// demoFlags are the settings of `dtrcache demo`.
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// demoFlags are the settings of the demo.
 type demoFlags struct {
 	layers              int
 	layerSize           string
@@ -30,8 +48,11 @@ type demoFlags struct {
 	dir, logFile, image string
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("demo", "demo [flags]", stderr)
+// run parses the flags and runs the demo; it returns the exit code: 0
+// done, 1 a failure (or a bad flag value), 2 bad usage.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var f demoFlags
 	fs.IntVar(&f.layers, "layers", 4, "number of image layers")
 	fs.StringVar(&f.layerSize, "layer-size", "48MiB", "size of each layer (before compression)")
@@ -48,7 +69,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := demo(ctx, f, stdout); err != nil {
-		fmt.Fprintf(stderr, "dtrcache demo: %v\n", err)
+		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
 	}
 	return 0
@@ -81,14 +102,14 @@ func demo(ctx context.Context, f demoFlags, out io.Writer) error {
 			return err
 		}
 		defer lf.Close()
-		if log, err = newLogger("info", "json", lf); err != nil {
-			return err
-		}
+		enc := zap.NewProductionEncoderConfig()
+		enc.TimeKey, enc.EncodeTime = "ts", zapcore.ISO8601TimeEncoder
+		log = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(lf), zapcore.InfoLevel))
 	}
 	fmt.Fprintf(out, "dtrcache demo: a US origin, an Asia office cache, and a WAN between them\n")
-	fmt.Fprintf(out, "  WAN: %s each way, %s shared by all connections", f.latency, human(bw*8, "bit/s"))
+	fmt.Fprintf(out, "  WAN: %s each way, %s shared by all connections", f.latency, progress.Human(bw*8, "bit/s"))
 	if perConn > 0 {
-		fmt.Fprintf(out, ", %s per connection", human(perConn*8, "bit/s"))
+		fmt.Fprintf(out, ", %s per connection", progress.Human(perConn*8, "bit/s"))
 	}
 	fmt.Fprintln(out)
 	tp, err := testenv.StartTopology(ctx, testenv.TopologyOptions{
@@ -109,12 +130,12 @@ func demo(ctx context.Context, f demoFlags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%s of blobs, manifest %s\n", human(info.BlobBytes, "B"), info.Digest.String()[:19])
+	fmt.Fprintf(out, "%s of blobs, manifest %s\n", progress.Human(info.BlobBytes, "B"), info.Digest.String()[:19])
 
 	var rows []pullRow
 	pull := func(name string) error {
 		tp.Link.ResetStats()
-		bar := newBar(info.BlobBytes, name, out)
+		bar := progress.NewBar(info.BlobBytes, name, out)
 		start := time.Now()
 		res, err := tp.PullAs(ctx, "alice", f.image, func(n int64) { bar.Add64(n) })
 		bar.Finish()
@@ -143,10 +164,10 @@ func demo(ctx context.Context, f demoFlags, out io.Writer) error {
 	printTable(out, rows)
 	saved := rows[0].wanBytes - rows[2].wanBytes
 	fmt.Fprintf(out, "\nThe warm pull sent %s over the WAN instead of %s: the cache saved %s (%.1f%%) for every later pull in the office.\n",
-		human(rows[2].wanBytes, "B"), human(rows[0].wanBytes, "B"), human(saved, "B"), 100*float64(saved)/float64(max(rows[0].wanBytes, 1)))
+		progress.Human(rows[2].wanBytes, "B"), progress.Human(rows[0].wanBytes, "B"), progress.Human(saved, "B"), 100*float64(saved)/float64(max(rows[0].wanBytes, 1)))
 	st := tp.CacheStore.Stats()
 	fmt.Fprintf(out, "The cache holds %d blobs (%s); it filled each once (%d fills, %s from upstream).\n",
-		st.Blobs, human(st.Bytes, "B"), st.Misses, human(st.BytesFilled, "B"))
+		st.Blobs, progress.Human(st.Bytes, "B"), st.Misses, progress.Human(st.BytesFilled, "B"))
 	if !f.keep {
 		return nil
 	}
@@ -160,51 +181,19 @@ alice's pulls go to the cache, bob's to the origin.
   curl -s %[4]s/metrics | grep -E '^dtrcache_(blob|store)'
   curl -s -u admin:%[1]s %[5]s/api/v0/content_caches
 `, tp.Password, tp.OriginHost, f.image, tp.CacheURL, tp.OriginURL)
-	sig, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	<-sig.Done()
+	<-ctx.Done() // main's context ends on SIGINT or SIGTERM
 	fmt.Fprintln(out, "\nstopping")
 	return nil
 }
 
-// newBar returns a byte progress bar, or a silent one when out is not a
-// terminal (logs stay readable).
-func newBar(total int64, desc string, out io.Writer) *progressbar.ProgressBar {
-	f, ok := out.(*os.File)
-	visible := ok && term.IsTerminal(int(f.Fd()))
-	return progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(out),
-		progressbar.OptionSetVisibility(visible),
-		progressbar.OptionSetDescription(fmt.Sprintf("  %-26s", desc)),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionShowElapsedTimeOnFinish(),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(out) }),
-	)
-}
-
+// printTable prints the pulls with their time, the bytes they sent over
+// the WAN and their speed-up against the first (the direct pull).
 func printTable(out io.Writer, rows []pullRow) {
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 3, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "pull\ttime\tover the WAN\tspeed-up\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%.2fs\t%s\t%.1f×\t\n", r.name, r.took.Seconds(), human(r.wanBytes, "B"), rows[0].took.Seconds()/r.took.Seconds())
+		fmt.Fprintf(tw, "%s\t%.2fs\t%s\t%.1f×\t\n", r.name, r.took.Seconds(), progress.Human(r.wanBytes, "B"), rows[0].took.Seconds()/r.took.Seconds())
 	}
 	tw.Flush()
-}
-
-// human formats a quantity with SI prefixes.
-func human(v int64, unit string) string {
-	f := float64(v)
-	for _, p := range []string{"", "k", "M", "G", "T"} {
-		if f < 1000 || p == "T" {
-			if p == "" {
-				return fmt.Sprintf("%d %s", v, unit)
-			}
-			return fmt.Sprintf("%.1f %s%s", f, p, unit)
-		}
-		f /= 1000
-	}
-	return ""
 }

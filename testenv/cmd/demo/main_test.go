@@ -8,13 +8,13 @@ import (
 	"time"
 )
 
-// TestDemo runs the README's main command with small sizes and a short
+// TestDemo runs the README's demo with small sizes and a short
 // WAN delay, and checks the table it prints.
 func TestDemo(t *testing.T) {
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	code := run(ctx, []string{"demo", "--layers", "2", "--layer-size", "512KiB", "--latency", "10ms", "--bandwidth", "400Mbit", "--dir", t.TempDir()}, &out, &errOut)
+	code := run(ctx, []string{"--layers", "2", "--layer-size", "512KiB", "--latency", "10ms", "--bandwidth", "400Mbit", "--dir", t.TempDir()}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
 	}
@@ -28,7 +28,7 @@ func TestDemo(t *testing.T) {
 
 func TestDemoRejectsBadFlags(t *testing.T) {
 	var errOut bytes.Buffer
-	if code := run(context.Background(), []string{"demo", "--bandwidth", "fast"}, &bytes.Buffer{}, &errOut); code != 1 || !strings.Contains(errOut.String(), "--bandwidth") {
+	if code := run(context.Background(), []string{"--bandwidth", "fast"}, &bytes.Buffer{}, &errOut); code != 1 || !strings.Contains(errOut.String(), "--bandwidth") {
 		t.Fatalf("exit %d, %q", code, errOut.String())
 	}
 }
