@@ -4,7 +4,7 @@ BIN     ?= bin/dtrcache
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build deps lint test test-go test-shell bench bench-store bench-report fuzz clean dist image up down demo
+.PHONY: all build deps lint test test-go test-shell bench bench-store bench-report fuzz clean dist image up down demo release
 
 IMAGE         ?= dtrcache:dev
 TESTENV_IMAGE ?= dtrcache-testenv:dev
@@ -13,8 +13,25 @@ TESTENV_TOOLS := registry wan seed probe splitproxy
 
 all: build
 
+# Build stamps shown by `dtrcache version`. VERSION is the nearest v* tag
+# (v0.0.0-<commit> without one); DATE is the commit's time, or
+# SOURCE_DATE_EPOCH, so two builds of one commit are byte-identical.
+DESCRIBE := $(shell git describe --tags --match 'v[0-9]*' --always --dirty --abbrev=12 2>/dev/null)
+VERSION  ?= $(if $(filter v%,$(DESCRIBE)),$(DESCRIBE),v0.0.0-$(or $(DESCRIBE),unknown))
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE     ?= $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)} +%Y-%m-%dT%H:%M:%SZ)
+STAMP    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
+
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/dtrcache
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(STAMP)' -o $(BIN) ./cmd/dtrcache
+
+# release builds static, stripped binaries for PLATFORMS, their SHA256SUMS,
+# and (where a Docker engine answers) the FROM scratch image per platform,
+# saved next to them: see deploy/release.sh.
+PLATFORMS   ?= linux/amd64 linux/arm64
+RELEASE_DIR ?= dist/release
+release:
+	GO="$(GO)" VERSION="$(VERSION)" STAMP="$(STAMP)" PLATFORMS="$(PLATFORMS)" deploy/release.sh $(RELEASE_DIR)
 
 deps:
 	@testenv/scripts/install-deps.sh

@@ -7,14 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 // newLogger builds the zap logger: JSON for production, console for
 // development.
@@ -87,18 +83,4 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
-}
-
-func versionString() string {
-	s := "dtrcache " + version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		s += " (" + bi.GoVersion
-		for _, kv := range bi.Settings {
-			if kv.Key == "vcs.revision" && len(kv.Value) >= 12 {
-				s += ", " + kv.Value[:12]
-			}
-		}
-		s += ")"
-	}
-	return s
 }

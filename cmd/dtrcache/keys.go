@@ -66,8 +66,3 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "dtrcache keys: unknown subcommand %q (generate, list, jwks)\n", args[0])
 	return 2
 }
-
-func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stdout, versionString())
-	return 0
-}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what dtrcache's tests need on a fresh Debian machine:
 # the Debian packages for the real peers and clients (skopeo, docker-registry,
-# nginx, wrk) and the Go lint tools. It does nothing for what is already there.
+# nginx, wrk, prometheus), the Go lint tools and helm. It does nothing for what is already there.
 set -euo pipefail
 
 need=()
@@ -10,6 +10,9 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)   # promtool and the server (deploy/ tests)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v file >/dev/null 2>&1 || need+=(file)
 
 if [ ${#need[@]} -gt 0 ]; then
 	echo "install-deps: installing Debian packages: ${need[*]}"
@@ -23,4 +26,9 @@ gobin=$(go env GOPATH)/bin
 if [ ! -x "$gobin/staticcheck" ]; then
 	echo "install-deps: installing staticcheck"
 	go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+if [ ! -x "$gobin/helm" ]; then
+	# Compiles for minutes; once per machine.
+	echo "install-deps: installing helm"
+	go install helm.sh/helm/v3/cmd/helm@v3.22.0
 fi
