@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/dtrcache/dtrcache/proxy/netguard"
 )
 
 // Action is what the proxy does with a request for a destination.
@@ -184,24 +186,7 @@ func NewRules(c RulesConfig) (*Rules, error) {
 }
 
 func parsePrefixes(key string, ss []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	var errs []error
-	for i, s := range ss {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil || a.Zone() != "" {
-				errs = append(errs, fmt.Errorf("%s[%d]: invalid address or CIDR %q", key, i, s))
-				continue
-			}
-			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-		}
-		if p.Addr().Is4In6() {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, errors.Join(errs...)
+	return netguard.ParsePrefixes(key, ss)
 }
 
 // ClientAllowed reports whether a client at addr may use the proxy.
@@ -316,53 +301,9 @@ func (r *Rules) refusal(ip netip.Addr) string {
 	return specialAddress(ip)
 }
 
-// special are address ranges that are not the public internet, beyond
-// what netip's predicates cover.
-var special = []struct {
-	p    netip.Prefix
-	what string
-}{
-	{netip.MustParsePrefix("0.0.0.0/8"), "\"this network\" address"},
-	{netip.MustParsePrefix("100.64.0.0/10"), "shared (carrier-grade NAT) address"},
-	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignment"},
-	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking address"},
-	{netip.MustParsePrefix("240.0.0.0/4"), "reserved address"},
-	{netip.MustParsePrefix("100::/64"), "discard-only address"},
-}
-
-// nat64 embeds IPv4 addresses in IPv6 (RFC 6052); the embedded address
-// is what is reached.
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
-
-// specialAddress says why ip is not a public unicast address, or "".
-func specialAddress(ip netip.Addr) string {
-	switch {
-	case !ip.IsValid():
-		return "invalid address"
-	case ip.IsLoopback():
-		return "loopback address"
-	case ip.IsPrivate():
-		return "private address"
-	case ip.IsLinkLocalUnicast():
-		return "link-local address (metadata services live here)"
-	case ip.IsUnspecified():
-		return "unspecified address"
-	case ip.IsMulticast():
-		return "multicast address"
-	}
-	for _, s := range special {
-		if s.p.Contains(ip) {
-			return s.what
-		}
-	}
-	if nat64.Contains(ip) {
-		b := ip.As16()
-		if why := specialAddress(netip.AddrFrom4([4]byte(b[12:]))); why != "" {
-			return "NAT64 of a " + why
-		}
-	}
-	return ""
-}
+// specialAddress says why ip is not a public unicast address, or "" (the
+// checks every guarded dialer shares).
+func specialAddress(ip netip.Addr) string { return netguard.SpecialAddress(ip) }
 
 // DialContext connects to addr ("host:port") after Resolve: it dials the
 // checked addresses in turn, never the name again, so a second DNS answer

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dtrcache/dtrcache/casstore"
 	"go.uber.org/zap"
 )
 
@@ -147,15 +148,29 @@ func (c *Client) URLs() []string {
 	return out
 }
 
-// Request is one body-less request to the upstream.
+// Request is one request to the upstream.
 type Request struct {
 	Method string
 	// Path is the escaped path and optional query, e.g. "/v2/a/blobs/sha256:…".
-	Path   string
+	Path string
+	// URL, if set, replaces Path: an absolute URL this upstream handed out
+	// (an upload's Location, see Location). It is sent to that URL only,
+	// without round-robin or failover; credentials go with it only when
+	// its scheme and host are one of the configured URLs'.
+	URL    string
 	Header http.Header
 	// Scope is the token scope to ask for if the upstream wants a bearer
-	// token, e.g. "repository:a:pull".
+	// token, e.g. "repository:a:pull" (see Scope, PushScope, MountScope).
+	// Several scopes are separated by spaces.
 	Scope string
+	// Body, if set, returns the request body. It is called once per
+	// attempt (an authentication challenge or a failover sends the request
+	// again), so it must return a fresh reader each time; an error from it
+	// ends the request. nil means no body.
+	Body func() (io.ReadCloser, error)
+	// ContentLength is the body's length: 0 with a nil Body, -1 for
+	// unknown (chunked transfer encoding).
+	ContentLength int64
 }
 
 // StatusError is an upstream HTTP error response.
@@ -164,6 +179,8 @@ type StatusError struct {
 	Code     string // registry error code from the body, if any
 	Message  string
 	Upstream string
+	// RetryAfter is the upstream's Retry-After (a 429 or 503), 0 if none.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -178,6 +195,9 @@ func (e *StatusError) Error() string {
 // last URL tried is returned as a response, not an error; connection
 // errors from every URL are returned as the last error.
 func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
+	if req.URL != "" {
+		return c.doURL(ctx, req)
+	}
 	n := len(c.urls)
 	start := int(c.next.Add(1) - 1)
 	var lastErr error
@@ -200,6 +220,42 @@ func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
 		return resp, nil
 	}
 	return nil, lastErr
+}
+
+// doURL sends a request for an absolute URL: authenticated as for the
+// configured URL with the same scheme and host, or without credentials.
+func (c *Client) doURL(ctx context.Context, req Request) (*http.Response, error) {
+	u, err := url.Parse(req.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, casstore.Permanent(fmt.Errorf("upstream: invalid URL %q", redactQuery(req.URL)))
+	}
+	for _, base := range c.urls {
+		if base.Scheme == u.Scheme && base.Host == u.Host {
+			return c.doAuth(ctx, base, req)
+		}
+	}
+	return c.sendURL(ctx, u.Host, u, req, "")
+}
+
+// Location returns the absolute URL of resp's Location header, resolved
+// against the request's URL ("" if there is none).
+func Location(resp *http.Response) (string, error) {
+	loc := resp.Header.Get("Location")
+	if loc == "" {
+		return "", nil
+	}
+	u, err := resp.Request.URL.Parse(loc)
+	if err != nil {
+		return "", fmt.Errorf("upstream: invalid Location %q: %w", redactQuery(loc), err)
+	}
+	return u.String(), nil
+}
+
+func redactQuery(s string) string {
+	if before, _, found := strings.Cut(s, "?"); found {
+		return before + "?REDACTED"
+	}
+	return s
 }
 
 // doAuth sends req to base, answering one authentication challenge.
@@ -253,6 +309,7 @@ func (c *Client) authFor(base *url.URL, scope string) string {
 		return basicAuth(c.user, c.pass)
 	case "bearer":
 		now := c.nowFn()
+		scope = canonicalScope(scope)
 		for k, t := range c.tokens {
 			if k.scope == scope && now.Before(t.expires) {
 				return "Bearer " + t.value
@@ -275,14 +332,39 @@ func basicAuth(user, pass string) string {
 }
 
 func (c *Client) send(ctx context.Context, base *url.URL, req Request, auth string) (*http.Response, error) {
+	if req.URL != "" {
+		u, err := url.Parse(req.URL)
+		if err != nil {
+			return nil, casstore.Permanent(fmt.Errorf("upstream: invalid URL %q", redactQuery(req.URL)))
+		}
+		return c.sendURL(ctx, base.Host, u, req, auth)
+	}
 	u := *base
 	path, query, _ := strings.Cut(req.Path, "?")
 	u.RawPath = ""
 	u.Path = base.Path + path
 	u.RawQuery = query
+	return c.sendURL(ctx, base.Host, &u, req, auth)
+}
+
+// sendURL sends one attempt of req to u; host names the upstream for the
+// observer and errors.
+func (c *Client) sendURL(ctx context.Context, host string, u *url.URL, req Request, auth string) (*http.Response, error) {
 	hr, err := http.NewRequestWithContext(ctx, req.Method, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: build request: %w", err)
+	}
+	if req.Body != nil {
+		body, err := req.Body()
+		if err != nil {
+			return nil, err
+		}
+		hr.Body, hr.ContentLength = body, req.ContentLength
+		if req.ContentLength == 0 {
+			body.Close()
+			hr.Body = http.NoBody
+		}
+		hr.GetBody = req.Body // a 307/308 sends the body again
 	}
 	for k, vs := range req.Header {
 		hr.Header[k] = append([]string(nil), vs...)
@@ -300,13 +382,13 @@ func (c *Client) send(ctx context.Context, base *url.URL, req Request, auth stri
 		if resp != nil {
 			status = resp.StatusCode
 		}
-		c.obs.Request(base.Host, req.Method, status, time.Since(start))
+		c.obs.Request(host, req.Method, status, time.Since(start))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("upstream %s: %w", base.Host, redactURL(err))
+		return nil, fmt.Errorf("upstream %s: %w", host, redactURL(err))
 	}
 	if c.obs != nil {
-		resp.Body = &countingBody{ReadCloser: resp.Body, obs: c.obs, upstream: base.Host}
+		resp.Body = &countingBody{ReadCloser: resp.Body, obs: c.obs, upstream: host}
 	}
 	return resp, nil
 }
@@ -316,6 +398,7 @@ func (c *Client) fetchToken(ctx context.Context, ch Challenge, scope string) (st
 	if s := ch.Params["scope"]; s != "" {
 		scope = s
 	}
+	scope = canonicalScope(scope)
 	key := tokenKey{realm: ch.Params["realm"], service: ch.Params["service"], scope: scope}
 	now := c.nowFn()
 	c.mu.Lock()
@@ -332,8 +415,9 @@ func (c *Client) fetchToken(ctx context.Context, ch Challenge, scope string) (st
 	if key.service != "" {
 		q.Set("service", key.service)
 	}
-	if scope != "" {
-		q.Set("scope", scope)
+	q.Del("scope")
+	for _, s := range strings.Fields(scope) {
+		q.Add("scope", s) // one parameter per scope, as the token protocol wants
 	}
 	realm.RawQuery = q.Encode()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, realm.String(), nil)
@@ -386,7 +470,7 @@ func (c *Client) fetchToken(ctx context.Context, ch Challenge, scope string) (st
 // statusError reads an error response (and closes it).
 func statusError(resp *http.Response, base *url.URL) *StatusError {
 	defer drain(resp)
-	e := &StatusError{Status: resp.StatusCode, Upstream: base.Host}
+	e := &StatusError{Status: resp.StatusCode, Upstream: base.Host, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	var body struct {
 		Errors []struct {
 			Code    string `json:"code"`
