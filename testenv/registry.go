@@ -16,6 +16,7 @@ import (
 
 	// The storage drivers and the auth method the in-process registry uses.
 	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
+	_ "github.com/distribution/distribution/v3/registry/auth/token"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 )
@@ -29,6 +30,9 @@ type RegistryOptions struct {
 	// Htpasswd, if set, is the path of an htpasswd (bcrypt) file: the
 	// registry then requires Basic auth.
 	Htpasswd string
+	// Token, if set, puts Bearer-token auth in front of the registry: it
+	// accepts the tokens this token server signs (Htpasswd is ignored).
+	Token *TokenServer
 	// TLS, if set, serves HTTPS.
 	TLS *tls.Config
 	// Wrap, if set, wraps the registry handler (after the Counter), e.g.
@@ -68,6 +72,11 @@ func StartRegistry(ctx context.Context, opt RegistryOptions) (*Registry, error) 
 	cfg.Storage["maintenance"] = configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}}
 	if opt.Htpasswd != "" {
 		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "dtrcache-test", "path": opt.Htpasswd}}
+	}
+	if opt.Token != nil {
+		cfg.Auth = configuration.Auth{"token": configuration.Parameters{
+			"realm": opt.Token.Realm, "service": opt.Token.Service, "issuer": opt.Token.Issuer, "jwks": opt.Token.JWKS,
+		}}
 	}
 	cfg.HTTP.Secret = "dtrcache-test-secret"
 	app := handlers.NewApp(ctx, cfg)

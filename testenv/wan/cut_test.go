@@ -163,3 +163,28 @@ func fetch(t *testing.T, addr string, n uint64) ([]byte, error) {
 	_, err = io.Copy(&buf, c)
 	return buf.Bytes(), err
 }
+
+// TestCutUpAtLinkBytes checks the upload cut: the target receives exactly
+// the set number of bytes of the one connection that carried them, the
+// connection is reset, and a later connection passes.
+func TestCutUpAtLinkBytes(t *testing.T) {
+	const (
+		size  = 1 << 20
+		limit = 8 + 300_001 // the 8-byte header counts too
+	)
+	target, uploads := startTransferServer(t)
+	l := startLink(t, target, Config{CutUpAtLinkBytes: limit, Latency: time.Millisecond})
+	_, _ = doTransfer(t.Context(), l.Addr(), size, 0) // the client may or may not see the reset
+	if got := <-uploads; got.bytes != limit-8 {
+		t.Fatalf("target received %d bytes, want %d", got.bytes, limit-8)
+	}
+	if _, err := doTransfer(t.Context(), l.Addr(), size, 0); err != nil {
+		t.Fatalf("second upload: %v", err)
+	}
+	if got := <-uploads; got.bytes != size {
+		t.Fatalf("second upload: target received %d bytes, want %d", got.bytes, size)
+	}
+	if s := l.Stats(); s.Cuts != 1 || s.BytesUp != limit+8+size {
+		t.Fatalf("Stats = %+v, want 1 cut and %d bytes up", s, limit+8+size)
+	}
+}

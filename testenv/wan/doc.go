@@ -33,7 +33,10 @@
 // target→client direction passes exactly N bytes, waits until the client
 // has acknowledged them, and closes both sockets with linger 0 so the client
 // sees a reset after the N bytes. Config.CutOnce limits this to the first
-// connection, so a resumed request succeeds.
+// connection, so a resumed request succeeds. Config.CutAtLinkBytes cuts
+// whichever connection carries the link's Nth byte towards the client, and
+// Config.CutUpAtLinkBytes the one carrying its Nth byte towards the target
+// (an upload broken half way).
 //
 // The settings can be changed at run time with SetConfig; they apply to the
 // bytes read after the change. Stats counts connections, bytes each way and

@@ -44,6 +44,12 @@ type Config struct {
 	// connection is carrying it. Exactly CutAtLinkBytes bytes pass before
 	// the cut; later connections and bytes pass. SetConfig re-arms it.
 	CutAtLinkBytes int64
+
+	// CutUpAtLinkBytes is CutAtLinkBytes for the client→target direction:
+	// the connection carrying the link's Nth byte towards the target is
+	// cut after exactly that many bytes passed (an upload, a push to a
+	// remote registry, broken half way). SetConfig re-arms it.
+	CutUpAtLinkBytes int64
 }
 
 // Stats counts traffic through a Link since it started or since ResetStats.
@@ -51,7 +57,7 @@ type Stats struct {
 	Conns     int64 // connections accepted
 	BytesUp   int64 // client → target bytes forwarded
 	BytesDown int64 // target → client bytes forwarded
-	Cuts      int64 // connections cut because of CutAfter
+	Cuts      int64 // connections cut (CutAfter, CutAtLinkBytes, CutUpAtLinkBytes)
 }
 
 // Link is an emulated WAN link: a TCP proxy that forwards each connection
@@ -70,6 +76,9 @@ type Link struct {
 	// happened, and the target→client bytes since the last SetConfig.
 	linkCutUsed atomic.Bool
 	sinceCfg    atomic.Int64
+	// upCutUsed and upSinceCfg are the same for CutUpAtLinkBytes.
+	upCutUsed  atomic.Bool
+	upSinceCfg atomic.Int64
 
 	up, down bucket // the shared Bandwidth, one bucket per direction
 
@@ -132,6 +141,8 @@ func (l *Link) SetConfig(cfg Config) {
 	l.cutUsed.Store(false)
 	l.sinceCfg.Store(0)
 	l.linkCutUsed.Store(false)
+	l.upSinceCfg.Store(0)
+	l.upCutUsed.Store(false)
 }
 
 // config returns the current settings.

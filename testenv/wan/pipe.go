@@ -121,6 +121,8 @@ func (d *direction) forward(b []byte) bool {
 		cut := false
 		if d.downstream {
 			n, cut = d.checkCut(cfg, n)
+		} else {
+			n, cut = d.checkUpCut(cfg, n)
 		}
 		now := time.Now()
 		at := d.shared.reserve(now, n, cfg.Bandwidth)
@@ -161,6 +163,18 @@ func (d *direction) checkCut(cfg *Config, n int) (int, bool) {
 		return n, false
 	}
 	return int(max(cfg.CutAfter-d.read, 0)), true
+}
+
+// checkUpCut is checkCut for the client→target direction and
+// CutUpAtLinkBytes.
+func (d *direction) checkUpCut(cfg *Config, n int) (int, bool) {
+	l := d.pair.link
+	if lim := cfg.CutUpAtLinkBytes; lim > 0 && !l.upCutUsed.Load() {
+		if total := l.upSinceCfg.Add(int64(n)); total > lim && l.upCutUsed.CompareAndSwap(false, true) {
+			return int(max(int64(n)-(total-lim), 0)), true
+		}
+	}
+	return n, false
 }
 
 // writeLoop writes queued chunks to dst as they fall due. After the last
