@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -81,7 +82,9 @@ func StartTokenServer(opt TokenServerOptions) (*TokenServer, error) {
 		return nil, fmt.Errorf("testenv: token server listen: %w", err)
 	}
 	ts.URL = "http://" + ln.Addr().String()
-	ts.Realm = ts.URL + "/token"
+	// The realm names localhost, not the address: clients such as
+	// go-containerregistry refuse realms that are private IP literals.
+	ts.Realm = "http://localhost:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) + "/token"
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /token", ts.serveToken)
 	ts.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
