@@ -235,13 +235,13 @@ func (c *copier) uploadOnce(ctx context.Context, d Descriptor, location string, 
 	if offset == 0 && d.Size <= smallBlob && !resuming {
 		return c.commit(ctx, d, location, body, d.Size)
 	}
-	chunk := d.Size - offset
+	start, chunk := offset, d.Size-offset // start > 0: resumed at the registry's count
 	if c.opt.ChunkSize > 0 {
 		chunk = c.opt.ChunkSize
 	}
 	for offset < d.Size {
 		n := min(chunk, d.Size-offset)
-		loc, stored, err := c.patch(ctx, location, body, offset, n)
+		loc, stored, err := c.patch(ctx, location, body, offset, n, offset == start && start > 0)
 		if err != nil {
 			return location, err
 		}
@@ -338,14 +338,20 @@ func parseUploadRange(h string) (int64, bool) {
 
 // patch sends n bytes of body as the upload's bytes [offset, offset+n) and
 // returns the new location and the count the registry reports stored.
-func (c *copier) patch(ctx context.Context, location string, body *blobReader, offset, n int64) (string, int64, error) {
+func (c *copier) patch(ctx context.Context, location string, body *blobReader, offset, n int64, resumed bool) (string, int64, error) {
 	used := false
+	h := http.Header{
+		"Content-Type":  {"application/octet-stream"},
+		"Content-Range": {strconv.FormatInt(offset, 10) + "-" + strconv.FormatInt(offset+n-1, 10)},
+	}
+	if resumed {
+		// A resumed range may be refused (the registry's count moved): let
+		// it say so before the body goes.
+		h.Set("Expect", "100-continue")
+	}
 	resp, err := c.dst.Client.Do(ctx, upstream.Request{
 		Method: http.MethodPatch, URL: location, Scope: upstream.PushScope(c.dst.Repository),
-		Header: http.Header{
-			"Content-Type":  {"application/octet-stream"},
-			"Content-Range": {strconv.FormatInt(offset, 10) + "-" + strconv.FormatInt(offset+n-1, 10)},
-		},
+		Header: h,
 		Body: func() (io.ReadCloser, error) {
 			if used { // a challenge in the middle of a stream: resume instead
 				return nil, errors.New("upload body cannot be sent twice")
@@ -359,6 +365,11 @@ func (c *copier) patch(ctx context.Context, location string, body *blobReader, o
 		return location, 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		// The registry's count moved since it was asked (a cut request it
+		// was still writing): ask again and resume from there.
+		return location, 0, &retryableError{fmt.Errorf("the registry refused the upload range: %w", upstream.StatusErrorOf(resp))}
+	}
 	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusNoContent {
 		return location, 0, statusErr(resp)
 	}

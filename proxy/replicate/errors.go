@@ -77,6 +77,10 @@ func IsTransient(err error) (bool, time.Duration) {
 	if err == nil {
 		return false, 0
 	}
+	var re *retryableError
+	if errors.As(err, &re) {
+		return true, 0
+	}
 	var se *upstream.StatusError
 	if errors.As(err, &se) {
 		return transientStatus(se.Status), se.RetryAfter
@@ -96,6 +100,13 @@ func IsTransient(err error) (bool, time.Duration) {
 	// Everything else is the network: refused, reset, timed out, cut.
 	return true, 0
 }
+
+// retryableError is a failure that another attempt cures, whatever the
+// status it wraps says (a 416 to an upload whose offset moved).
+type retryableError struct{ err error }
+
+func (e *retryableError) Error() string { return e.err.Error() }
+func (e *retryableError) Unwrap() error { return e.err }
 
 // wrap names the step and content of err; nil stays nil.
 func wrap(op, ref string, err error) error {
