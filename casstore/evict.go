@@ -120,14 +120,36 @@ func (s *Store) flushAccess() error {
 	return nil
 }
 
+// Budget is a store's byte budget and its watermarks in bytes.
+type Budget struct {
+	// Max is the byte budget of complete blobs; 0 means unlimited (and
+	// High and Low are 0 too).
+	Max int64
+	// High is where eviction starts (with fills in flight), Low where it
+	// stops.
+	High, Low int64
+}
+
+// Budget returns the store's budget, with the watermark defaults applied.
+func (s *Store) Budget() Budget {
+	if s.opt.MaxBytes <= 0 {
+		return Budget{}
+	}
+	return Budget{
+		Max:  s.opt.MaxBytes,
+		High: int64(float64(s.opt.MaxBytes) * s.opt.HighWatermark),
+		Low:  int64(float64(s.opt.MaxBytes) * s.opt.LowWatermark),
+	}
+}
+
 // evict removes least recently used blobs until the store (with fills in
 // flight) is below the low watermark, if it is above the high one.
 func (s *Store) evict() error {
-	if s.opt.MaxBytes <= 0 {
+	b := s.Budget()
+	if b.Max == 0 {
 		return nil
 	}
-	high := int64(float64(s.opt.MaxBytes) * s.opt.HighWatermark)
-	low := int64(float64(s.opt.MaxBytes) * s.opt.LowWatermark)
+	high, low := b.High, b.Low
 	if s.bytes.Load()+s.reserved.Load() <= high {
 		return nil
 	}

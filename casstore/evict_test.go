@@ -47,6 +47,30 @@ func put(t testing.TB, s *Store, data []byte) Digest {
 	return d
 }
 
+func TestBudget(t *testing.T) {
+	tests := []struct {
+		name string
+		opt  Options
+		want Budget
+	}{
+		{"unlimited", Options{}, Budget{}},
+		{"defaults", Options{MaxBytes: 1000}, Budget{Max: 1000, High: 950, Low: 850}},
+		{"set", Options{MaxBytes: 1000, HighWatermark: 0.9, LowWatermark: 0.5}, Budget{Max: 1000, High: 900, Low: 500}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Open(t.TempDir(), tt.opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if got := s.Budget(); got != tt.want {
+				t.Fatalf("Budget() = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestEvictionIsLeastRecentlyUsedFirst(t *testing.T) {
 	clock := newFakeClock()
 	const blob = 100 << 10

@@ -55,6 +55,7 @@ type StoreCollector struct {
 	store    *casstore.Store
 	gauges   map[string]*prometheus.Desc
 	counters map[string]*prometheus.Desc
+	budget   map[string]*prometheus.Desc // exported only for a store with a budget
 }
 
 // NewStoreCollector returns a collector for store, labelled store=name.
@@ -86,6 +87,11 @@ func NewStoreCollector(store *casstore.Store, name string) *StoreCollector {
 			"verify_errors":   d("dtrcache_store_verify_errors_total", "Fills whose content did not match the digest."),
 			"source_errors":   d("dtrcache_store_source_errors_total", "Fills failed by the upstream."),
 		},
+		budget: map[string]*prometheus.Desc{
+			"max":  d("dtrcache_store_max_bytes", "Byte budget of the store (storage.max_size); absent when unlimited."),
+			"high": d("dtrcache_store_high_watermark_bytes", "Bytes (with fills in flight) above which eviction starts."),
+			"low":  d("dtrcache_store_low_watermark_bytes", "Bytes eviction brings the store down to."),
+		},
 	}
 }
 
@@ -95,6 +101,9 @@ func (c *StoreCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range c.counters {
+		ch <- d
+	}
+	for _, d := range c.budget {
 		ch <- d
 	}
 }
@@ -114,5 +123,10 @@ func (c *StoreCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, v := range counters {
 		ch <- prometheus.MustNewConstMetric(c.counters[k], prometheus.CounterValue, float64(v))
+	}
+	if b := c.store.Budget(); b.Max > 0 {
+		for k, v := range map[string]int64{"max": b.Max, "high": b.High, "low": b.Low} {
+			ch <- prometheus.MustNewConstMetric(c.budget[k], prometheus.GaugeValue, float64(v))
+		}
 	}
 }

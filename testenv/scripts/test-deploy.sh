@@ -44,3 +44,19 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
 	echo "SKIP: systemd units: no systemd-analyze on this machine"
 fi
+
+# ---- Prometheus rules
+command -v promtool >/dev/null 2>&1 || fail "promtool not installed (Debian package prometheus; make deps installs it)"
+promtool check rules deploy/prometheus/dtrcache.rules.yml deploy/prometheus/dtrcache.alerts.yml >"$WORK/promtool.log" 2>&1 ||
+	{ cat "$WORK/promtool.log"; fail "promtool check rules"; }
+promtool check config deploy/prometheus/prometheus.yml >"$WORK/promtool.log" 2>&1 ||
+	{ cat "$WORK/promtool.log"; fail "promtool check config"; }
+(cd deploy/prometheus/tests && promtool test rules *.test.yml) >"$WORK/promtool.log" 2>&1 ||
+	{ cat "$WORK/promtool.log"; fail "promtool test rules"; }
+# Every alert has a firing case and a silent one.
+for a in $(sed -n 's/^ *- alert: *//p' deploy/prometheus/dtrcache.alerts.yml); do
+	silent=$(grep -h -A1 "alertname: $a\$" deploy/prometheus/tests/*.test.yml | grep -c 'exp_alerts: \[\]' || true)
+	firing=$(grep -h -A2 "alertname: $a\$" deploy/prometheus/tests/*.test.yml | grep -c 'exp_labels' || true)
+	[ "$silent" -ge 1 ] && [ "$firing" -ge 1 ] || fail "alert $a: $firing firing and $silent silent test cases"
+done
+pass "prometheus: rules check, $(grep -c '^ *- alert:' deploy/prometheus/dtrcache.alerts.yml) alerts each with a firing and a silent test"
