@@ -27,3 +27,13 @@ var (
 	// ErrTooLarge means the blob is larger than Options.MaxBlobSize.
 	ErrTooLarge = errors.New("casstore: blob larger than the allowed maximum")
 )
+
+// OptionError is an Options field the store cannot work with.
+type OptionError struct {
+	// Option is the field's name in Options ("LowWatermark").
+	Option string
+	// Reason says what is wrong with its value.
+	Reason string
+}
+
+func (e *OptionError) Error() string { return "casstore: " + e.Option + ": " + e.Reason }

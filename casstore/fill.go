@@ -23,9 +23,14 @@ type FillOptions struct {
 	// honours ranges and the blob is larger than ChunkSize.
 	Parallel int
 	// ChunkSize is the size of each range request of a parallel fill, and
-	// so the smallest blob that is fetched in parallel. 0 means 4 MiB.
+	// so the smallest blob that is fetched in parallel. 0 means
+	// DefaultChunkSize.
 	ChunkSize int64
 }
+
+// DefaultChunkSize is the range size of parallel fills when
+// FillOptions.ChunkSize is 0.
+const DefaultChunkSize = 4 << 20
 
 // Result says how Fill found the blob.
 type Result int
@@ -142,7 +147,7 @@ func (s *Store) Fill(ctx context.Context, d Digest, src Source, fo FillOptions) 
 
 func (s *Store) startFillLocked(d Digest, src Source, fo FillOptions) *fill {
 	if fo.ChunkSize <= 0 {
-		fo.ChunkSize = 4 << 20
+		fo.ChunkSize = DefaultChunkSize
 	}
 	f := &fill{
 		s: s, d: d, src: src, opt: fo,

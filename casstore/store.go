@@ -71,11 +71,50 @@ type fillFile interface {
 	Name() string
 }
 
+// Validate reports every option the store cannot work with, each as an
+// *OptionError (joined with errors.Join): a watermark outside (0, 1], a
+// LowWatermark at or above the HighWatermark, a negative byte count or
+// duration. Zero values mean the defaults and are always valid. Open calls
+// it; a command that configures a store from a file calls it first, to
+// report the problems of the whole file before anything opens.
+func (o Options) Validate() error {
+	var errs []error
+	bad := func(option, format string, args ...any) {
+		errs = append(errs, &OptionError{Option: option, Reason: fmt.Sprintf(format, args...)})
+	}
+	high := o.withDefaults().HighWatermark
+	if o.HighWatermark < 0 || o.HighWatermark > 1 {
+		bad("HighWatermark", "must be in (0, 1], got %v", o.HighWatermark)
+	} else if o.LowWatermark < 0 || o.LowWatermark != 0 && o.LowWatermark >= high {
+		bad("LowWatermark", "must be in (0, %v) (below the high watermark), got %v", high, o.LowWatermark)
+	}
+	for _, v := range []struct {
+		option string
+		value  int64
+	}{{"MaxBytes", o.MaxBytes}, {"MaxBlobSize", o.MaxBlobSize}} {
+		if v.value < 0 {
+			bad(v.option, "must not be negative, got %d", v.value)
+		}
+	}
+	for _, v := range []struct {
+		option string
+		value  time.Duration
+	}{{"TTL", o.TTL}, {"SweepInterval", o.SweepInterval}, {"AccessFlushInterval", o.AccessFlushInterval},
+		{"RetryBackoff", o.RetryBackoff}, {"StallTimeout", o.StallTimeout}, {"FillTimeout", o.FillTimeout}} {
+		if v.value < 0 {
+			bad(v.option, "must not be negative, got %s", v.value)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults replaces zero values by the defaults. It expects options
+// that passed Validate.
 func (o Options) withDefaults() Options {
-	if o.HighWatermark <= 0 || o.HighWatermark > 1 {
+	if o.HighWatermark == 0 {
 		o.HighWatermark = 0.95
 	}
-	if o.LowWatermark <= 0 || o.LowWatermark >= o.HighWatermark {
+	if o.LowWatermark == 0 {
 		o.LowWatermark = o.HighWatermark - 0.10
 		if o.LowWatermark <= 0 {
 			o.LowWatermark = o.HighWatermark / 2
@@ -185,6 +224,9 @@ const cleanMarker = "clean-shutdown"
 // Open opens (creating if needed) the store rooted at dir. After an unclean
 // shutdown it reconciles the index with the files before returning.
 func Open(dir string, opt Options) (*Store, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
 	opt = opt.withDefaults()
 	for _, d := range []string{dir, filepath.Join(dir, "blobs"), filepath.Join(dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {

@@ -7,7 +7,7 @@ import (
 	"io"
 	"path/filepath"
 
-	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
+	"github.com/dtrcache/dtrcache/internal/units"
 	"github.com/dtrcache/dtrcache/proxy/forward/ca"
 )
 
@@ -41,7 +41,7 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		stdout.Write(a.CertPEM())
 		return 0
 	}
-	d, err := config.ParseDuration(*validity)
+	d, err := units.ParseDuration(*validity)
 	if err != nil || d.D() <= 0 {
 		fmt.Fprintf(stderr, "dtrcache ca init: --validity: invalid duration %q\n", *validity)
 		return 2

@@ -69,8 +69,9 @@ func runCache(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
-// loadCacheConfig reads, overrides and validates the configuration.
-func loadCacheConfig(f cacheFlags) (*config.Cache, error) {
+// loadCacheConfig reads the configuration, applies the overrides, and
+// checks it (prepareCache) and the files it names.
+func loadCacheConfig(f cacheFlags) (*cacheSetup, error) {
 	cfg, err := config.LoadCache(f.config)
 	if err != nil {
 		return nil, err
@@ -83,13 +84,14 @@ func loadCacheConfig(f cacheFlags) (*config.Cache, error) {
 			*o.dst = o.v
 		}
 	}
-	if err := cfg.Validate(); err != nil {
+	s, err := prepareCache(cfg)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.config, err)
 	}
 	if err := config.CheckFiles(cfg.Files()); err != nil {
 		return nil, fmt.Errorf("%s: %w", f.config, err)
 	}
-	return cfg, nil
+	return s, nil
 }
 
 // cacheListeners lets tests pass ready listeners.
@@ -98,8 +100,9 @@ type cacheListeners struct {
 	ready chan<- string // receives the API address once serving
 }
 
-// serveCache builds the cache from cfg and serves until ctx ends.
-func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cacheListeners) error {
+// serveCache builds the cache from a checked configuration and serves
+// until ctx ends.
+func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cacheListeners) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	upMetrics := serve.NewUpstreamMetrics(reg)
@@ -121,8 +124,8 @@ func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cac
 		return s, nil
 	}
 	srv := &cache.Server{
-		Fill:     casstore.FillOptions{Parallel: cfg.Fill.Parallel, ChunkSize: int64(cfg.Fill.ChunkSize)},
-		Prefetch: *cfg.Fill.Prefetch,
+		Fill:     cfg.fill,
+		Prefetch: cfg.prefetch,
 		Logger:   log,
 		Metrics:  cache.NewMetrics(reg),
 	}
@@ -236,12 +239,11 @@ func serveCache(ctx context.Context, cfg *config.Cache, log *zap.Logger, ls *cac
 // storage.root (redirect/, mirror/, proxy/): each mode is a trust domain
 // of its own, and switching a cache's modes never lets one read another's
 // blobs. Each store has the whole byte budget.
-func openModeStore(cfg *config.Cache, mode string, log *zap.Logger) (*casstore.Store, error) {
+func openModeStore(cfg *cacheSetup, mode string, log *zap.Logger) (*casstore.Store, error) {
 	dir := filepath.Join(cfg.Storage.Root, mode)
-	s, err := casstore.Open(dir, casstore.Options{
-		MaxBytes: int64(cfg.Storage.MaxSize), HighWatermark: cfg.Storage.HighWatermark, LowWatermark: cfg.Storage.LowWatermark,
-		TTL: cfg.Storage.BlobTTL.D(), MaxBlobSize: int64(cfg.Storage.MaxBlobSize), Logger: log.Named("store").With(zap.String("store", mode)),
-	})
+	opt := cfg.store
+	opt.Logger = log.Named("store").With(zap.String("store", mode))
+	s, err := casstore.Open(dir, opt)
 	if err != nil {
 		return nil, err
 	}

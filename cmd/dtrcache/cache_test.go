@@ -93,7 +93,8 @@ func TestGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.Validate(); err != nil {
+	setup, err := prepareCache(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -103,7 +104,7 @@ func TestGracefulShutdown(t *testing.T) {
 	addr := ln.Addr().String()
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- serveCache(sctx, cfg, zaptest.NewLogger(t), &cacheListeners{api: ln}) }()
+	go func() { done <- serveCache(sctx, setup, zaptest.NewLogger(t), &cacheListeners{api: ln}) }()
 
 	resp, err := http.Get("http://" + addr + "/v2/a/b/blobs/" + d.String())
 	if err != nil {

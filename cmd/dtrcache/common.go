@@ -7,14 +7,27 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
+// The log levels and formats the configuration and flags accept.
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"json", "console"}
+)
+
 // newLogger builds the zap logger: JSON for production, console for
-// development.
+// development. Level is one of logLevels, format one of logFormats.
 func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	if !slices.Contains(logLevels, level) {
+		return nil, fmt.Errorf("log level %q: want one of %v", level, logLevels)
+	}
+	if !slices.Contains(logFormats, format) {
+		return nil, fmt.Errorf("log format %q: want one of %v", format, logFormats)
+	}
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)

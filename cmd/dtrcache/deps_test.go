@@ -1,10 +1,10 @@
 package main
 
 import (
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/dtrcache/dtrcache/internal/depcheck"
 )
 
 // forbiddenDeps are the packages the production binary must not link: the
@@ -18,31 +18,18 @@ var forbiddenDeps = []string{
 }
 
 // TestBinaryDependencies checks the whole dependency graph of the
-// dtrcache command (its non-test packages, as `go build` links them),
-// like go-containerregistry's depcheck: an import anywhere below
-// cmd/dtrcache that pulls one of forbiddenDeps in fails here.
+// dtrcache command (its non-test packages, as `go build` links them): an
+// import anywhere below cmd/dtrcache that pulls one of forbiddenDeps in
+// fails here, with the chain of imports that does it.
 func TestBinaryDependencies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the go command")
+	g := depcheck.Load(t, ".")
+	if n := len(g.Packages()); n < 50 {
+		t.Fatalf("go list -deps listed %d packages; expected the binary's whole graph", n)
 	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go command not found")
-	}
-	cmd := exec.Command(goCmd, "list", "-deps", ".")
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	deps := strings.Fields(string(out))
-	if len(deps) < 50 {
-		t.Fatalf("go list -deps listed %d packages; expected the binary's whole graph", len(deps))
-	}
-	for _, dep := range deps {
+	for _, dep := range g.Packages() {
 		for _, bad := range forbiddenDeps {
 			if dep == bad || strings.HasPrefix(dep, bad+"/") {
-				t.Errorf("cmd/dtrcache depends on %s", dep)
+				t.Errorf("cmd/dtrcache depends on %s: %s", dep, depcheck.Chain(g.Path(dep, nil)))
 			}
 		}
 	}

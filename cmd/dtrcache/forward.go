@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
 	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/proxy/forward"
 	"github.com/dtrcache/dtrcache/proxy/forward/ca"
@@ -19,7 +18,7 @@ import (
 // It shares the redirect store when there is one (both serve only reads
 // the registry authorized; the mirror store never), and opens its own
 // under <storage.root>/proxy otherwise.
-func serveForward(ctx context.Context, cfg *config.Cache, srv *cache.Server, log *zap.Logger, reg *prometheus.Registry) error {
+func serveForward(ctx context.Context, cfg *cacheSetup, srv *cache.Server, log *zap.Logger, reg *prometheus.Registry) error {
 	f := cfg.Forward
 	authority, err := ca.Load(f.CADir)
 	if err != nil {
@@ -31,13 +30,6 @@ func serveForward(ctx context.Context, cfg *config.Cache, srv *cache.Server, log
 	tlsConf, err := tlsConfig(f.CAs)
 	if err != nil {
 		return fmt.Errorf("forward_proxy.cas: %w", err)
-	}
-	rules, err := forward.NewRules(forward.RulesConfig{
-		Intercept: f.Intercept, Tunnel: f.Tunnel, Ports: f.Ports, Clients: f.Clients,
-		AllowPrivate: f.AllowPriv, Hosts: f.Hosts,
-	})
-	if err != nil {
-		return fmt.Errorf("forward_proxy: %w", err)
 	}
 	// The proxy keeps its own store: sharing the redirect store would let
 	// a proxied pull that the origin redirects to this very cache join its
@@ -53,7 +45,7 @@ func serveForward(ctx context.Context, cfg *config.Cache, srv *cache.Server, log
 	}()
 	reg.MustRegister(cache.NewStoreCollector(store, "proxy"))
 	p, err := forward.New(forward.Options{
-		Rules: rules, Leaves: &ca.Leaves{CA: authority, Max: f.MaxLeafCerts}, Store: store, Fill: srv.Fill,
+		Rules: cfg.rules, Leaves: &ca.Leaves{CA: authority, Max: f.MaxLeafCerts}, Store: store, Fill: srv.Fill,
 		TLS: tlsConf, AuthTTL: f.AuthTTL.D(), IdleTimeout: f.IdleTimeout.D(), Grace: cfg.Shutdown.D(),
 		Logger: log.Named("forward"), Metrics: forward.NewMetrics(reg),
 	})

@@ -135,7 +135,8 @@ forward_proxy:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.Validate(); err != nil {
+	setup, err := prepareCache(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := config.CheckFiles(cfg.Files()); err != nil {
@@ -149,7 +150,7 @@ forward_proxy:
 	log := zap.New(servingCatcher{Core: zaptest.NewLogger(t).Core(), server: "forward", addr: addrs})
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- serveCache(sctx, cfg, log, &cacheListeners{api: apiLn}) }()
+	go func() { done <- serveCache(sctx, setup, log, &cacheListeners{api: apiLn}) }()
 	var proxyAddr string
 	select {
 	case proxyAddr = <-addrs:
@@ -186,12 +187,20 @@ forward_proxy:
 	if n := reg.Counter.TotalBlobGets(); n != 2 {
 		t.Fatalf("%d blob GETs at the registry for two pulls of 2 layers, want 2", n)
 	}
-	resp, err := http.Get("http://" + apiLn.Addr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// The client has every byte before the fill's commit (verify, fsync,
+	// rename) counts the blob: wait for the count.
+	var metrics []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		resp, err := http.Get("http://" + apiLn.Addr().String() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(metrics), `dtrcache_store_blobs{store="proxy"} 2`) {
+			break
+		}
 	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	for _, m := range []string{`dtrcache_forward_requests_total{result="miss"} 2`, `dtrcache_forward_connects_total{action="mitm"}`,
 		`dtrcache_forward_auth_checks_total{result="cached"} 2`, `dtrcache_store_blobs{store="proxy"} 2`, `dtrcache_forward_leaf_certs_issued_total 1`,
 		`dtrcache_store_blobs{store="redirect"} 0`, `dtrcache_store_blobs{store="mirror"} 0`} {

@@ -68,7 +68,7 @@ func loadOriginConfig(path, addr, level, format string) (*config.Origin, error) 
 			*o.dst = o.v
 		}
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := checkOrigin(cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := config.CheckFiles(cfg.Files()); err != nil {

@@ -24,6 +24,17 @@ const TokenHeader = regapi.TokenHeader
 // PrefetchPath is where the cache receives the origin's prefetch hints.
 const PrefetchPath = regapi.PrefetchPath
 
+// The tuning a cache is configured with unless told otherwise: the zero
+// Server fills over one stream and does not prefetch; the dtrcache command
+// and the demo start from these.
+const (
+	// DefaultParallel is the number of range streams of a fill
+	// (casstore.FillOptions.Parallel).
+	DefaultParallel = 4
+	// DefaultPrefetch is the number of blobs prefetched at once.
+	DefaultPrefetch = 4
+)
+
 // Server is the cache's registry API. Configure it through its fields;
 // it is safe for concurrent use once serving.
 type Server struct {

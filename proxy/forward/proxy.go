@@ -44,10 +44,11 @@ type Options struct {
 	// 0 means MaxAuthTTL, negative means never; at most MaxAuthTTL.
 	AuthTTL time.Duration
 	// IdleTimeout closes client connections and tunnels idle that long,
-	// and client connections that stop reading. 0 means 2 minutes.
+	// and client connections that stop reading. 0 means
+	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// Grace is how long shutdown waits for requests and tunnels in flight.
-	// 0 means 30 seconds.
+	// 0 means DefaultGrace.
 	Grace time.Duration
 	// Logger receives the access log (one line per request) and errors.
 	// nil means none.
@@ -58,6 +59,14 @@ type Options struct {
 	// Now is the clock of the authorization cache. nil means time.Now.
 	Now func() time.Time
 }
+
+// The proxy's timings when Options leave them 0.
+const (
+	// DefaultIdleTimeout is Options.IdleTimeout's default.
+	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultGrace is Options.Grace's default.
+	DefaultGrace = 30 * time.Second
+)
 
 // Proxy is the forward proxy. Create it with New and run it with Serve
 // (once).
@@ -97,10 +106,10 @@ func New(o Options) (*Proxy, error) {
 		o.AuthTTL = MaxAuthTTL
 	}
 	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 2 * time.Minute
+		o.IdleTimeout = DefaultIdleTimeout
 	}
 	if o.Grace <= 0 {
-		o.Grace = 30 * time.Second
+		o.Grace = DefaultGrace
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()

@@ -115,7 +115,12 @@ type hostMapping struct {
 	port int // 0: keep the requested port
 }
 
-// NewRules parses c. Errors name the offending entry.
+// NewRules parses and checks c: it is the one place the entries' rules
+// are written. It reports every bad entry at once (errors.Join), each
+// error beginning with the entry's key as a configuration section would
+// spell it ("intercept[1]: …", "tunnel[0]: …", "ports[2]: …",
+// "clients[1]: …", "allow_private[0]: …", "hosts[name]: …"). A host in
+// both the intercept and the tunnel list is an error.
 func NewRules(c RulesConfig) (*Rules, error) {
 	r := &Rules{
 		intercept: map[string][]int{}, tunnel: map[string][]int{},
@@ -140,7 +145,7 @@ func NewRules(c RulesConfig) (*Rules, error) {
 		for i, e := range l.entries {
 			host, port, err := ParseHostPort(e, -1)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s[%d]: %w", l.name, i, err))
+				errs = append(errs, fmt.Errorf("%s[%d]: invalid entry %q (want host or host:port): %w", l.name, i, e, err))
 				continue
 			}
 			if port == -1 {
@@ -150,9 +155,16 @@ func NewRules(c RulesConfig) (*Rules, error) {
 			}
 		}
 	}
-	for h := range r.intercept {
-		if _, ok := r.tunnel[h]; ok {
-			errs = append(errs, fmt.Errorf("%s is listed in both intercept and tunnel", h))
+	for i, e := range c.Tunnel {
+		if h, _, err := ParseHostPort(e, -1); err == nil {
+			if _, ok := r.intercept[h]; ok {
+				errs = append(errs, fmt.Errorf("tunnel[%d]: %s is listed in both intercept and tunnel", i, h))
+			}
+		}
+	}
+	for i, port := range c.Ports {
+		if port < 1 || port > 65535 {
+			errs = append(errs, fmt.Errorf("ports[%d]: invalid port %d", i, port))
 		}
 	}
 	var err error
@@ -165,12 +177,12 @@ func NewRules(c RulesConfig) (*Rules, error) {
 	for k, v := range c.Hosts {
 		host, port, err := ParseHostPort(k, -1)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("hosts[%s]: %w", k, err))
+			errs = append(errs, fmt.Errorf("hosts[%s]: invalid host name %q: %w", k, k, err))
 			continue
 		}
 		to, toPort, err := ParseHostPort(v, -1)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("hosts[%s]: %w", k, err))
+			errs = append(errs, fmt.Errorf("hosts[%s]: invalid address %q (want ip, ip:port, name or name:port): %w", k, v, err))
 			continue
 		}
 		key := host

@@ -275,8 +275,10 @@ func TestNewRulesNamesBadEntries(t *testing.T) {
 		Clients:      []string{"10.0.0.0/8", "nonsense"},
 		AllowPrivate: []string{"127.0.0.1/33"},
 		Hosts:        map[string]string{"a.test": "[::1"},
+		Ports:        []int{443, 0, 70000},
 	})
-	for _, want := range []string{"intercept[1]", "tunnel[1]", "ok.test is listed in both", "clients[1]", "allow_private[0]", "hosts[a.test]"} {
+	for _, want := range []string{`intercept[1]: invalid entry "bad host"`, "tunnel[1]", "tunnel[0]: ok.test is listed in both", "clients[1]", "allow_private[0]",
+		`hosts[a.test]: invalid address "[::1"`, "ports[1]: invalid port 0", "ports[2]: invalid port 70000"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
 		}

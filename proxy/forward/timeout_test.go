@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/proxy/forward/ca"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -141,4 +143,31 @@ func (h *holdWriter) Write(p []byte) (int, error) {
 	n, err := h.ResponseWriter.Write(p)
 	h.n += int64(n)
 	return n, err
+}
+
+// TestNewDefaults: zero Options get the documented timings and the
+// longest authorization memory; a longer one is refused.
+func TestNewDefaults(t *testing.T) {
+	store, err := casstore.Open(t.TempDir(), casstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rules, err := NewRules(RulesConfig{Intercept: []string{"registry.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Options{Rules: rules, Leaves: &ca.Leaves{}, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.idle != DefaultIdleTimeout || p.grace != DefaultGrace || p.auth.ttl != MaxAuthTTL {
+		t.Fatalf("idle %s, grace %s, auth ttl %s; want %s, %s, %s", p.idle, p.grace, p.auth.ttl, DefaultIdleTimeout, DefaultGrace, MaxAuthTTL)
+	}
+	if DefaultIdleTimeout != 2*time.Minute || DefaultGrace != 30*time.Second || MaxAuthTTL != 60*time.Second {
+		t.Fatalf("defaults changed: %s %s %s (the README and DESIGN name them)", DefaultIdleTimeout, DefaultGrace, MaxAuthTTL)
+	}
+	if _, err := New(Options{Rules: rules, Leaves: &ca.Leaves{}, Store: store, AuthTTL: MaxAuthTTL + time.Second}); err == nil {
+		t.Fatal("an AuthTTL above MaxAuthTTL was accepted")
+	}
 }

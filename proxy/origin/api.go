@@ -7,16 +7,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/serve"
 	"go.uber.org/zap"
 )
-
-var cacheNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62})$`)
 
 // cacheView is a cache as the API shows it.
 type cacheView struct {
@@ -126,8 +124,8 @@ func (s *Server) addCache(w http.ResponseWriter, r *http.Request, user string) {
 		s.fail(w, r, err)
 		return
 	}
-	if !cacheNameRE.MatchString(c.Name) {
-		s.fail(w, r, regapi.NewError(http.StatusBadRequest, "INVALID_NAME", "name: lower-case letters, digits, '.', '_' and '-', at most 63"))
+	if !policy.ValidName(c.Name) {
+		s.fail(w, r, regapi.NewError(http.StatusBadRequest, "INVALID_NAME", "name: "+policy.NameSyntax))
 		return
 	}
 	u, err := url.Parse(c.Host)

@@ -88,9 +88,9 @@ func New(cfg Config) (*Client, error) {
 		c.log = zap.NewNop()
 	}
 	for _, raw := range cfg.URLs {
-		u, err := url.Parse(strings.TrimRight(raw, "/"))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("upstream: invalid URL %q (want http(s)://host[:port])", raw)
+		u, err := ParseURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("upstream: %w", err)
 		}
 		c.urls = append(c.urls, u)
 	}
@@ -100,6 +100,18 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.hc = &http.Client{Transport: rt, CheckRedirect: dropCredentials}
 	return c, nil
+}
+
+// ParseURL parses the base URL of a registry: http or https, a host, and
+// an optional path prefix (a trailing slash is dropped). It is the rule
+// New applies to Config.URLs; a command checks configured URLs with it
+// before anything starts.
+func ParseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(u.Host, " \t") {
+		return nil, fmt.Errorf("invalid URL %q (want http(s)://host[:port])", raw)
+	}
+	return u, nil
 }
 
 // dropCredentials is the redirect policy towards upstreams: follow up to 10

@@ -2,16 +2,12 @@ package config
 
 import (
 	"fmt"
-	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"time"
 
-	"github.com/dtrcache/dtrcache/proxy/forward"
+	"github.com/dtrcache/dtrcache/internal/units"
 	"github.com/dtrcache/dtrcache/proxy/forward/ca"
 	"gopkg.in/yaml.v3"
 )
@@ -30,7 +26,7 @@ type Cache struct {
 	Mirror   *Mirror         `yaml:"mirror"`
 	Fill     Fill            `yaml:"fill"`
 	Forward  *ForwardProxy   `yaml:"forward_proxy"`
-	Shutdown Duration        `yaml:"shutdown_grace"`
+	Shutdown units.Duration  `yaml:"shutdown_grace"`
 	Middle   map[string][]Mw `yaml:"middleware"` // DTR's downstream middleware
 	Proxy    *RegistryProxy  `yaml:"proxy"`      // distribution's proxy mode
 	Ignored  map[string]any  `yaml:",inline"`    // other registry keys, reported as ignored
@@ -72,12 +68,12 @@ type TLS struct {
 // Storage configures the blob store. The filesystem/delete/maintenance
 // keys are the registry configuration's.
 type Storage struct {
-	Root          string   `yaml:"root"`
-	MaxSize       Size     `yaml:"max_size"`
-	HighWatermark float64  `yaml:"high_watermark"`
-	LowWatermark  float64  `yaml:"low_watermark"`
-	BlobTTL       Duration `yaml:"blob_ttl"`
-	MaxBlobSize   Size     `yaml:"max_blob_size"`
+	Root          string         `yaml:"root"`
+	MaxSize       units.Size     `yaml:"max_size"`
+	HighWatermark float64        `yaml:"high_watermark"`
+	LowWatermark  float64        `yaml:"low_watermark"`
+	BlobTTL       units.Duration `yaml:"blob_ttl"`
+	MaxBlobSize   units.Size     `yaml:"max_blob_size"`
 	Filesystem    struct {
 		RootDirectory string `yaml:"rootdirectory"`
 	} `yaml:"filesystem"`
@@ -110,9 +106,9 @@ type Redirect struct {
 
 // Keys says where the origin's public keys come from.
 type Keys struct {
-	JWKSURL string   `yaml:"jwks_url"`
-	Files   []string `yaml:"files"`
-	Refresh Duration `yaml:"refresh"`
+	JWKSURL string         `yaml:"jwks_url"`
+	Files   []string       `yaml:"files"`
+	Refresh units.Duration `yaml:"refresh"`
 }
 
 // Mirror configures pull-through mirror mode.
@@ -128,13 +124,13 @@ type MirrorUpstream struct {
 	Upstream `yaml:",inline"`
 }
 
-// Fill tunes fills.
+// Fill tunes fills. Zero values (and an unset Prefetch) leave the choice
+// to the cache's defaults (cache.DefaultFill, cache.DefaultPrefetch).
 type Fill struct {
-	Parallel  int  `yaml:"parallel"`
-	ChunkSize Size `yaml:"chunk_size"`
+	Parallel  int        `yaml:"parallel"`
+	ChunkSize units.Size `yaml:"chunk_size"`
 	// Prefetch is how many blobs are fetched at once in the background
-	// once an image's manifest is known; 0 turns prefetching off. Unset
-	// means DefaultPrefetch.
+	// once an image's manifest is known; 0 turns prefetching off.
 	Prefetch *int `yaml:"prefetch"`
 }
 
@@ -161,12 +157,15 @@ type ForwardProxy struct {
 	Hosts map[string]string `yaml:"hosts"`
 	// CAs are PEM files trusted for registries, besides the system roots.
 	CAs []string `yaml:"cas"`
-	// AuthTTL is how long a registry's yes is remembered (≤ 60s, default 60s).
-	AuthTTL Duration `yaml:"auth_cache_ttl"`
-	// MaxLeafCerts bounds the cache of leaf certificates (default 1000).
+	// AuthTTL is how long a registry's yes is remembered (at most
+	// forward.MaxAuthTTL; 0 means the forward proxy's default).
+	AuthTTL units.Duration `yaml:"auth_cache_ttl"`
+	// MaxLeafCerts bounds the cache of leaf certificates (0 means
+	// ca.DefaultMaxLeaves).
 	MaxLeafCerts int `yaml:"max_leaf_certs"`
-	// IdleTimeout closes idle client connections and tunnels (default 2m).
-	IdleTimeout Duration `yaml:"idle_timeout"`
+	// IdleTimeout closes idle client connections and tunnels (0 means the
+	// forward proxy's default).
+	IdleTimeout units.Duration `yaml:"idle_timeout"`
 }
 
 // Mw is one registry middleware entry.
@@ -184,18 +183,16 @@ type MwOptions struct {
 
 // RegistryProxy is distribution's proxy (pull-through) section.
 type RegistryProxy struct {
-	RemoteURL string   `yaml:"remoteurl"`
-	Username  string   `yaml:"username"`
-	Password  string   `yaml:"password"`
-	TTL       Duration `yaml:"ttl"`
+	RemoteURL string         `yaml:"remoteurl"`
+	Username  string         `yaml:"username"`
+	Password  string         `yaml:"password"`
+	TTL       units.Duration `yaml:"ttl"`
 }
 
-// Cache defaults.
+// The listen addresses of the cache command when the file sets none.
 const (
-	DefaultCacheAddr = ":5000"
-	DefaultParallel  = 4
-	DefaultChunk     = 4 << 20
-	DefaultPrefetch  = 4
+	DefaultCacheAddr   = ":5000"
+	DefaultForwardAddr = ":3128"
 )
 
 // registryKeys are top-level keys of a registry configuration that dtrcache
@@ -203,7 +200,7 @@ const (
 var registryKeys = []string{"auth", "reporting", "notifications", "redis", "health", "compatibility", "validation", "policy", "catalog", "loglevel"}
 
 // LoadCache reads a cache configuration file. Environment and flag
-// overrides are applied by the caller before Validate.
+// overrides are applied by the caller before Normalize.
 func LoadCache(path string) (*Cache, error) {
 	data, err := readFile(path)
 	if err != nil {
@@ -232,36 +229,28 @@ func ParseCache(data []byte, source string) (*Cache, error) {
 	return c, nil
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62})$`)
-
-// Validate checks the configuration, folds the DTR and proxy-mode shapes
-// into the native one, and fills defaults. It returns every problem found,
-// each naming its key.
-func (c *Cache) Validate() error {
+// Normalize folds the DTR downstream middleware and distribution's proxy
+// section into redirect and mirror mode, moves single url keys into the
+// upstream lists, reads password files, derives what the file leaves
+// implicit (the cache's audience from http.host, a mirror upstream's
+// hosts from its URL, the default upstream when there is only one, the
+// log format from a registry "formatter"), and sets the defaults of the
+// command's own settings (listen addresses, log level and format). It
+// returns every problem it meets doing so, each naming its key.
+//
+// Normalize checks no value against the rules of the package that takes
+// it (sizes, watermarks, forward proxy entries…), and fills none of their
+// defaults: the command checks the normalised configuration with those
+// packages' own checks, and a zero value means the package's default.
+func (c *Cache) Normalize() error {
 	var p Problems
 	c.foldDTR(&p)
 	if c.HTTP.Addr == "" {
 		c.HTTP.Addr = DefaultCacheAddr
 	}
-	if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
-		p.add("http.addr", "invalid listen address %q (want host:port)", c.HTTP.Addr)
-	}
-	if (c.HTTP.TLS.Certificate == "") != (c.HTTP.TLS.Key == "") {
-		p.add("http.tls", "set both certificate and key")
-	}
-	if c.Name != "" && !nameRE.MatchString(c.Name) {
-		p.add("name", "invalid cache name %q (lower-case letters, digits, '.', '_', '-')", c.Name)
-	}
-	c.validateLog(&p)
-	c.validateStorage(&p)
-	if c.Redirect == nil && c.Mirror == nil && c.Forward == nil {
-		p.add("redirect", "configure at least one of redirect, mirror or forward_proxy (or a DTR downstream middleware)")
-	}
+	c.Log.normalize(&p)
 	if r := c.Redirect; r != nil {
-		checkUpstream(&p, "redirect", &r.Upstream)
-		if r.Keys.JWKSURL != "" {
-			checkURL(&p, "redirect.keys.jwks_url", r.Keys.JWKSURL)
-		}
+		r.Upstream.normalize(&p, "redirect")
 		if len(r.Audiences) == 0 {
 			// Tokens must name this cache. Without a name, the host name of
 			// http.host is the name (a DTR configuration has only that):
@@ -273,28 +262,16 @@ func (c *Cache) Validate() error {
 				}
 			}
 			if name == "" {
-				p.add("name", "required in redirect mode: the cache's name at the origin, which its tokens must carry (or set http.host)")
+				p.Add("name", "required in redirect mode: the cache's name at the origin, which its tokens must carry (or set http.host)")
 			} else {
 				r.Audiences = []string{name}
 			}
 		}
 	}
 	if m := c.Mirror; m != nil {
-		if len(m.Upstreams) == 0 {
-			p.add("mirror.upstreams", "at least one upstream is required")
-		}
-		names := map[string]bool{}
 		for i := range m.Upstreams {
 			u := &m.Upstreams[i]
-			key := fmt.Sprintf("mirror.upstreams[%d]", i)
-			if !nameRE.MatchString(u.Name) {
-				p.add(key+".name", "invalid or missing name %q", u.Name)
-			}
-			if names[u.Name] {
-				p.add(key+".name", "duplicate name %q", u.Name)
-			}
-			names[u.Name] = true
-			checkUpstream(&p, key, &u.Upstream)
+			u.Upstream.normalize(&p, fmt.Sprintf("mirror.upstreams[%d]", i))
 			if len(u.Hosts) == 0 && len(u.Upstream.URLs) > 0 {
 				if pu, err := url.Parse(u.Upstream.URLs[0]); err == nil {
 					u.Hosts = []string{pu.Host}
@@ -304,36 +281,11 @@ func (c *Cache) Validate() error {
 		if m.Default == "" && len(m.Upstreams) == 1 {
 			m.Default = m.Upstreams[0].Name
 		}
-		if m.Default != "" && !names[m.Default] {
-			p.add("mirror.default", "no upstream named %q", m.Default)
-		}
 	}
-	if c.Fill.Parallel == 0 {
-		c.Fill.Parallel = DefaultParallel
+	if f := c.Forward; f != nil && f.Addr == "" {
+		f.Addr = DefaultForwardAddr
 	}
-	if c.Fill.Parallel < 1 || c.Fill.Parallel > 64 {
-		p.add("fill.parallel", "must be between 1 and 64, got %d", c.Fill.Parallel)
-	}
-	if c.Fill.ChunkSize == 0 {
-		c.Fill.ChunkSize = DefaultChunk
-	}
-	if c.Fill.Prefetch == nil {
-		n := DefaultPrefetch
-		c.Fill.Prefetch = &n
-	}
-	if *c.Fill.Prefetch < 0 || *c.Fill.Prefetch > 64 {
-		p.add("fill.prefetch", "must be between 0 (off) and 64, got %d", *c.Fill.Prefetch)
-	}
-	if c.Fill.ChunkSize < 64<<10 {
-		p.add("fill.chunk_size", "must be at least 64KiB, got %d bytes", c.Fill.ChunkSize)
-	}
-	if c.Shutdown == 0 {
-		c.Shutdown = Duration(30 * time.Second)
-	}
-	if c.Forward != nil {
-		c.Forward.validate(&p)
-	}
-	return p.err()
+	return p.Err()
 }
 
 // File is a file the configuration refers to, with its key.
@@ -384,12 +336,12 @@ func CheckFiles(files []File) error {
 	for _, f := range files {
 		fh, err := os.Open(f.Path)
 		if err != nil {
-			p.add(f.Key, "%v", err)
+			p.Add(f.Key, "%v", err)
 			continue
 		}
 		fh.Close()
 	}
-	return p.err()
+	return p.Err()
 }
 
 // foldDTR maps the DTR downstream middleware and distribution's proxy
@@ -398,21 +350,21 @@ func (c *Cache) foldDTR(p *Problems) {
 	for i, mw := range c.Middle["registry"] {
 		key := fmt.Sprintf("middleware.registry[%d]", i)
 		if mw.Name != "downstream" {
-			p.add(key+".name", "unsupported middleware %q (dtrcache supports downstream)", mw.Name)
+			p.Add(key+".name", "unsupported middleware %q (dtrcache supports downstream)", mw.Name)
 			continue
 		}
 		if c.Redirect != nil {
-			p.add(key, "both a downstream middleware and a redirect section: keep one")
+			p.Add(key, "both a downstream middleware and a redirect section: keep one")
 			continue
 		}
 		if len(mw.Options.Upstreams) == 0 {
-			p.add(key+".options.upstreams", "at least one upstream is required")
+			p.Add(key+".options.upstreams", "at least one upstream is required")
 		}
 		c.Redirect = &Redirect{Upstream: Upstream{URLs: mw.Options.Upstreams, CAs: mw.Options.CAs}}
 		if mw.Options.BlobTTL != "" {
-			d, err := ParseDuration(mw.Options.BlobTTL)
+			d, err := units.ParseDuration(mw.Options.BlobTTL)
 			if err != nil {
-				p.add(key+".options.blobttl", "%v", err)
+				p.Add(key+".options.blobttl", "%v", err)
 			} else if c.Storage.BlobTTL == 0 {
 				c.Storage.BlobTTL = d
 			}
@@ -420,12 +372,12 @@ func (c *Cache) foldDTR(p *Problems) {
 	}
 	for k := range c.Middle {
 		if k != "registry" {
-			p.add("middleware."+k, "unsupported middleware kind (dtrcache supports middleware.registry)")
+			p.Add("middleware."+k, "unsupported middleware kind (dtrcache supports middleware.registry)")
 		}
 	}
 	if px := c.Proxy; px != nil {
 		if c.Mirror != nil {
-			p.add("proxy", "both proxy.remoteurl and a mirror section: keep one")
+			p.Add("proxy", "both proxy.remoteurl and a mirror section: keep one")
 		} else {
 			c.Mirror = &Mirror{Upstreams: []MirrorUpstream{{Name: "remote", Upstream: Upstream{URLs: []string{px.RemoteURL}, Username: px.Username, Password: px.Password}}}}
 		}
@@ -435,151 +387,31 @@ func (c *Cache) foldDTR(p *Problems) {
 	}
 }
 
-func (c *Cache) validateLog(p *Problems) {
-	switch c.Log.Level {
-	case "":
-		c.Log.Level = "info"
-	case "debug", "info", "warn", "error":
-	default:
-		p.add("log.level", "unknown level %q (debug, info, warn, error)", c.Log.Level)
+// normalize fills the level and format: info, and the format a registry
+// "formatter" names (text is console; json and logstash are json).
+func (l *Log) normalize(p *Problems) {
+	if l.Level == "" {
+		l.Level = "info"
 	}
-	if c.Log.Format == "" {
-		switch c.Log.Formatter {
+	if l.Format == "" {
+		switch l.Formatter {
 		case "", "json", "logstash":
-			c.Log.Format = "json"
+			l.Format = "json"
 		case "text":
-			c.Log.Format = "console"
+			l.Format = "console"
 		default:
-			p.add("log.formatter", "unknown formatter %q", c.Log.Formatter)
+			p.Add("log.formatter", "unknown formatter %q", l.Formatter)
 		}
 	}
-	if c.Log.Format != "json" && c.Log.Format != "console" && c.Log.Format != "" {
-		p.add("log.format", "unknown format %q (json or console)", c.Log.Format)
-	}
 }
 
-func (c *Cache) validateStorage(p *Problems) {
-	s := &c.Storage
-	if s.Root == "" {
-		p.add("storage.root", "required (or storage.filesystem.rootdirectory)")
-	}
-	if s.HighWatermark == 0 {
-		s.HighWatermark = 0.95
-	}
-	if s.LowWatermark == 0 {
-		s.LowWatermark = 0.85
-	}
-	if s.HighWatermark <= 0 || s.HighWatermark > 1 {
-		p.add("storage.high_watermark", "must be in (0, 1], got %v", s.HighWatermark)
-	}
-	if s.LowWatermark <= 0 || s.LowWatermark >= s.HighWatermark {
-		p.add("storage.low_watermark", "must be in (0, high_watermark), got %v", s.LowWatermark)
-	}
-	if s.MaxSize != 0 && s.MaxSize < 1<<20 {
-		p.add("storage.max_size", "must be at least 1MiB, got %d bytes", s.MaxSize)
-	}
-}
-
-func checkUpstream(p *Problems, key string, u *Upstream) {
+// normalize puts url first in the upstream list and replaces
+// password_file by the password it holds.
+func (u *Upstream) normalize(p *Problems, key string) {
 	if u.URL != "" {
 		u.URLs = append([]string{u.URL}, u.URLs...)
 		u.URL = ""
 	}
-	if len(u.URLs) == 0 {
-		p.add(key+".upstreams", "at least one upstream URL is required")
-	}
-	for i, raw := range u.URLs {
-		checkURL(p, fmt.Sprintf("%s.upstreams[%d]", key, i), raw)
-	}
 	u.Password = secret(u.Password, u.PasswordFile, key+".password", p)
 	u.PasswordFile = ""
-	if u.Password != "" && u.Username == "" {
-		p.add(key+".username", "required with a password")
-	}
-}
-
-func checkURL(p *Problems, key, raw string) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.ContainsAny(u.Host, " \t") {
-		p.add(key, "invalid URL %q (want http(s)://host[:port])", raw)
-	}
-}
-
-func (f *ForwardProxy) validate(p *Problems) {
-	const key = "forward_proxy"
-	if f.Addr == "" {
-		f.Addr = ":3128"
-	}
-	if _, _, err := net.SplitHostPort(f.Addr); err != nil {
-		p.add(key+".addr", "invalid listen address %q", f.Addr)
-	}
-	if f.CADir == "" {
-		p.add(key+".ca_dir", "required (create the CA with `dtrcache ca init --dir DIR`)")
-	}
-	if len(f.Intercept) == 0 {
-		p.add(key+".intercept", "list the registry hosts to cache")
-	}
-	listed := map[string]string{}
-	for _, l := range []struct {
-		name    string
-		entries []string
-	}{{"intercept", f.Intercept}, {"tunnel", f.Tunnel}} {
-		for i, e := range l.entries {
-			host, _, err := forward.ParseHostPort(e, -1)
-			if err != nil {
-				p.add(fmt.Sprintf("%s.%s[%d]", key, l.name, i), "invalid entry %q (want host or host:port)", e)
-				continue
-			}
-			if other, ok := listed[host]; ok && other != l.name {
-				p.add(fmt.Sprintf("%s.%s[%d]", key, l.name, i), "%s is also in %s.%s", host, key, other)
-			}
-			listed[host] = l.name
-		}
-	}
-	if len(f.Ports) == 0 {
-		f.Ports = []int{443}
-	}
-	for i, port := range f.Ports {
-		if port < 1 || port > 65535 {
-			p.add(fmt.Sprintf("%s.ports[%d]", key, i), "invalid port %d", port)
-		}
-	}
-	for _, l := range []struct {
-		name  string
-		cidrs []string
-	}{{"clients", f.Clients}, {"allow_private", f.AllowPriv}} {
-		for i, c := range l.cidrs {
-			if _, err := netip.ParsePrefix(c); err != nil {
-				if a, err := netip.ParseAddr(c); err != nil || a.Zone() != "" {
-					p.add(fmt.Sprintf("%s.%s[%d]", key, l.name, i), "invalid address or CIDR %q", c)
-				}
-			}
-		}
-	}
-	for k, v := range f.Hosts {
-		if _, _, err := forward.ParseHostPort(k, -1); err != nil {
-			p.add(fmt.Sprintf("%s.hosts[%s]", key, k), "invalid host name %q", k)
-		}
-		if _, _, err := forward.ParseHostPort(v, -1); err != nil {
-			p.add(fmt.Sprintf("%s.hosts[%s]", key, k), "invalid address %q (want ip, ip:port, name or name:port)", v)
-		}
-	}
-	if f.AuthTTL == 0 {
-		f.AuthTTL = Duration(forward.MaxAuthTTL)
-	}
-	if f.AuthTTL.D() < 0 || f.AuthTTL.D() > forward.MaxAuthTTL {
-		p.add(key+".auth_cache_ttl", "must be between 0 and %s, got %s", forward.MaxAuthTTL, f.AuthTTL.D())
-	}
-	if f.MaxLeafCerts == 0 {
-		f.MaxLeafCerts = 1000
-	}
-	if f.MaxLeafCerts < 1 {
-		p.add(key+".max_leaf_certs", "must be at least 1, got %d", f.MaxLeafCerts)
-	}
-	if f.IdleTimeout == 0 {
-		f.IdleTimeout = Duration(2 * time.Minute)
-	}
-	if f.IdleTimeout.D() < time.Second {
-		p.add(key+".idle_timeout", "must be at least 1s, got %s", f.IdleTimeout.D())
-	}
 }

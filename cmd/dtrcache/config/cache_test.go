@@ -33,7 +33,7 @@ func TestDTRConfigAcceptedUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.Normalize(); err != nil {
 		t.Fatal(err)
 	}
 	if c.Redirect == nil || len(c.Redirect.URLs) != 1 || c.Redirect.URLs[0] != "https://dtr.example.org" {
@@ -68,7 +68,7 @@ health: {storagedriver: {enabled: true}}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.Normalize(); err != nil {
 		t.Fatal(err)
 	}
 	if c.Mirror == nil || c.Mirror.Default != "remote" || c.Mirror.Upstreams[0].Hosts[0] != "registry-1.docker.io" || c.Log.Format != "console" {
@@ -79,6 +79,10 @@ health: {storagedriver: {enabled: true}}
 	}
 }
 
+// TestCacheConfigErrorsNameTheKey: the problems of a file's shape, found
+// while decoding and normalising, name their key. (The problems of values,
+// found by the packages' own checks, are tested with prepareCache in
+// cmd/dtrcache.)
 func TestCacheConfigErrorsNameTheKey(t *testing.T) {
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "pw")
@@ -90,20 +94,9 @@ func TestCacheConfigErrorsNameTheKey(t *testing.T) {
 		{"unknown nested key", "storage: {root: /x, max_sise: 1GB}\n", `unknown key "max_sise"`},
 		{"bad size", "storage: {root: /x, max_size: 10XB}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\n", `invalid size "10XB"`},
 		{"bad duration", "storage: {root: /x, blob_ttl: soon}\n", `invalid duration "soon"`},
-		{"no mode", "storage: {root: /x}\n", "redirect: configure at least one"},
-		{"no root", "mirror: {upstreams: [{name: a, url: 'http://a'}]}\n", "storage.root: required"},
-		{"bad upstream url", "storage: {root: /x}\nredirect: {upstreams: ['ftp://x']}\n", `redirect.upstreams[0]: invalid URL "ftp://x"`},
-		{"bad mirror default", "storage: {root: /x}\nmirror: {default: b, upstreams: [{name: a, url: 'http://a'}]}\n", `mirror.default: no upstream named "b"`},
-		{"duplicate mirror", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}, {name: a, url: 'http://b'}]}\n", `mirror.upstreams[1].name: duplicate name "a"`},
-		{"bad parallel", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nfill: {parallel: 100}\n", "fill.parallel: must be between 1 and 64"},
-		{"watermarks", "storage: {root: /x, high_watermark: 0.5, low_watermark: 0.7}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\n", "storage.low_watermark"},
-		{"tls half", "storage: {root: /x}\nhttp: {tls: {certificate: /c}}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\n", "http.tls: set both"},
 		{"both password forms", "storage: {root: /x}\nredirect: {upstreams: ['http://a'], username: u, password: p, password_file: " + pwFile + "}\n", "redirect.password: set either"},
-		{"password without user", "storage: {root: /x}\nredirect: {upstreams: ['http://a'], password_file: " + pwFile + "}\n", "redirect.username: required"},
 		{"unsupported middleware", "storage: {root: /x}\nmiddleware: {registry: [{name: cloudfront}]}\n", `middleware.registry[0].name: unsupported middleware "cloudfront"`},
 		{"bad blobttl", "storage: {filesystem: {rootdirectory: /x}}\nmiddleware: {registry: [{name: downstream, options: {blobttl: 1y, upstreams: ['https://a']}}]}\n", "middleware.registry[0].options.blobttl"},
-		{"bad log level", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nlog: {level: loud}\n", `log.level: unknown level "loud"`},
-		{"bad name", "name: Asia!\nstorage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\n", "name: invalid cache name"},
 		{"not yaml", "storage: [\n", "config t.yml"},
 		{"redirect without a name", "storage: {root: /x}\nredirect: {upstreams: ['https://o']}\n", "name: required in redirect mode"},
 	}
@@ -111,7 +104,7 @@ func TestCacheConfigErrorsNameTheKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := ParseCache([]byte(tt.yaml), "t.yml")
 			if err == nil {
-				err = c.Validate()
+				err = c.Normalize()
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
@@ -127,7 +120,7 @@ func TestPasswordFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.Normalize(); err != nil {
 		t.Fatal(err)
 	}
 	if c.Redirect.Password != "s3cret" {
@@ -135,32 +128,7 @@ func TestPasswordFile(t *testing.T) {
 	}
 }
 
-func TestParseSizeAndDuration(t *testing.T) {
-	sizes := map[string]int64{"4096": 4096, "1KB": 1000, "1KiB": 1024, "200GiB": 200 << 30, "1.5 MiB": 3 << 19, "10gb": 10e9}
-	for in, want := range sizes {
-		if got, err := ParseSize(in); err != nil || int64(got) != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "GB", "-1", "1XB", "1e99GB"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) accepted", bad)
-		}
-	}
-	durs := map[string]time.Duration{"24h": 24 * time.Hour, "1500000000": 1500 * time.Millisecond, "7d": 7 * 24 * time.Hour, "90s": 90 * time.Second, "1h30m": 90 * time.Minute}
-	for in, want := range durs {
-		if got, err := ParseDuration(in); err != nil || got.D() != want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got.D(), err, want)
-		}
-	}
-	for _, bad := range []string{"", "-1", "1y", "soon", "-5m"} {
-		if _, err := ParseDuration(bad); err == nil {
-			t.Errorf("ParseDuration(%q) accepted", bad)
-		}
-	}
-}
-
-// FuzzParseCache checks that no input panics the parser or validator.
+// FuzzParseCache checks that no input panics the parser or Normalize.
 func FuzzParseCache(f *testing.F) {
 	f.Add([]byte(dtrExample))
 	f.Add([]byte("storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\n"))
@@ -170,72 +138,6 @@ func FuzzParseCache(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = c.Validate()
+		_ = c.Normalize()
 	})
-}
-
-func FuzzParseSize(f *testing.F) {
-	for _, s := range []string{"1GiB", "0", "1.5MB", ".5k", "9999999999999TB"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		v, err := ParseSize(s)
-		if err == nil && v < 0 {
-			t.Fatalf("ParseSize(%q) = %d", s, v)
-		}
-	})
-}
-
-func TestForwardProxyConfig(t *testing.T) {
-	c, err := ParseCache([]byte(`
-storage: {root: /var/lib/dtrcache}
-forward_proxy:
-  ca_dir: /etc/dtrcache/ca
-  intercept: [registry.example.org, "plain.example.org:80"]
-  tunnel: [auth.example.org]
-  hosts: {registry.example.org: "10.1.2.3:5000"}
-  allow_private: [10.1.2.3/32]
-`), "t.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	f := c.Forward
-	if f.Addr != ":3128" || len(f.Ports) != 1 || f.Ports[0] != 443 || f.AuthTTL.D() != 60*time.Second ||
-		f.MaxLeafCerts != 1000 || f.IdleTimeout.D() != 2*time.Minute {
-		t.Fatalf("defaults: %+v", f)
-	}
-	err = CheckFiles(c.Files())
-	if err == nil || !strings.Contains(err.Error(), "forward_proxy.ca_dir:") || !strings.Contains(err.Error(), "ca.key") {
-		t.Fatalf("CheckFiles = %v, want the missing CA files named by key", err)
-	}
-
-	tests := []struct{ yaml, want string }{
-		{"forward_proxy: {intercept: [r.test]}", "forward_proxy.ca_dir: required"},
-		{"forward_proxy: {ca_dir: /ca}", "forward_proxy.intercept: list the registry hosts"},
-		{"forward_proxy: {ca_dir: /ca, intercept: ['r.test', 'bad host']}", `forward_proxy.intercept[1]: invalid entry "bad host"`},
-		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], tunnel: ['r.test:443']}", "forward_proxy.tunnel[0]: r.test is also in forward_proxy.intercept"},
-		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], ports: [0]}", "forward_proxy.ports[0]: invalid port 0"},
-		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], clients: [10.0.0.0/8, nope]}", `forward_proxy.clients[1]: invalid address or CIDR "nope"`},
-		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], allow_private: [127.0.0.1/40]}", "forward_proxy.allow_private[0]"},
-		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], hosts: {r.test: 'x y'}}", "forward_proxy.hosts[r.test]: invalid address"},
-		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], auth_cache_ttl: 5m}", "forward_proxy.auth_cache_ttl: must be between 0 and 1m0s"},
-		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], max_leaf_certs: -1}", "forward_proxy.max_leaf_certs"},
-		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], idle_timeout: 10ms}", "forward_proxy.idle_timeout"},
-		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], addr: 3128}", "forward_proxy.addr"},
-		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], intercpt: [x]}", `unknown key "intercpt"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.want, func(t *testing.T) {
-			c, err := ParseCache([]byte("storage: {root: /x}\n"+tt.yaml+"\n"), "t.yml")
-			if err == nil {
-				err = c.Validate()
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
-			}
-		})
-	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -11,20 +12,60 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Problems is a list of configuration problems, each naming its key.
+// Problems is a list of configuration problems, each naming its key. The
+// command collects the problems of a whole file (its shape, found by
+// Normalize, and its values, found by the packages that take them) and
+// reports them at once.
 type Problems []string
 
 func (p Problems) Error() string {
 	return "invalid configuration:\n  " + strings.Join(p, "\n  ")
 }
 
-// add records a problem at key.
-func (p *Problems) add(key, format string, args ...any) {
+// Add records a problem at key.
+func (p *Problems) Add(key, format string, args ...any) {
 	*p = append(*p, key+": "+fmt.Sprintf(format, args...))
 }
 
-// err returns p as an error, or nil if empty.
-func (p Problems) err() error {
+// AddEach records one problem for each error joined in err
+// (errors.Join; any other error is one), as line writes it
+// ("key: message"). A nil err adds nothing.
+func (p *Problems) AddEach(err error, line func(error) string) {
+	if err == nil {
+		return
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		*p = append(*p, line(e))
+	}
+}
+
+// AddEntries records each error joined in err under the section key: the
+// errors of a package that name their entry relative to its section
+// ("intercept[1]: …", as forward.NewRules' do) become
+// "section.intercept[1]: …".
+func (p *Problems) AddEntries(section string, err error) {
+	p.AddEach(err, func(e error) string { return section + "." + e.Error() })
+}
+
+// Join appends the problems of err, which is nil, Problems or another
+// error (recorded as it is).
+func (p *Problems) Join(err error) {
+	var more Problems
+	switch {
+	case err == nil:
+	case errors.As(err, &more):
+		*p = append(*p, more...)
+	default:
+		*p = append(*p, err.Error())
+	}
+}
+
+// Err returns p as an error, or nil if empty.
+func (p Problems) Err() error {
 	if len(p) == 0 {
 		return nil
 	}
@@ -42,24 +83,13 @@ func decodeStrict(data []byte, v any, file string) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	err := dec.Decode(v)
-	if err == nil || errors.Is(err, errEOF(err)) {
+	if err == nil || errors.Is(err, io.EOF) { // io.EOF: an empty document
 		return nil
 	}
 	msg := yamlInvalidRE.ReplaceAllString(err.Error(), "")
 	msg = yamlLineRE.ReplaceAllString(msg, `line $1: unknown key "$2"`)
 	return fmt.Errorf("config %s: %s", file, strings.TrimSpace(msg))
 }
-
-// errEOF returns err if it is the empty-document EOF, else a sentinel that
-// never matches.
-func errEOF(err error) error {
-	if err != nil && err.Error() == "EOF" {
-		return err
-	}
-	return errNever
-}
-
-var errNever = errors.New("never")
 
 // readFile reads a configuration file.
 func readFile(path string) ([]byte, error) {
@@ -76,12 +106,12 @@ func secret(inline, file, key string, p *Problems) string {
 		return inline
 	}
 	if inline != "" {
-		p.add(key, "set either password or password_file, not both")
+		p.Add(key, "set either password or password_file, not both")
 		return ""
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		p.add(key+"_file", "%v", err)
+		p.Add(key+"_file", "%v", err)
 		return ""
 	}
 	return strings.TrimRight(string(b), "\r\n")

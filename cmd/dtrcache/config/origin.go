@@ -2,22 +2,22 @@ package config
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"time"
+
+	"github.com/dtrcache/dtrcache/internal/units"
 )
 
 // Origin is the configuration of `dtrcache origin`.
 type Origin struct {
-	Log      Log      `yaml:"log"`
-	HTTP     HTTP     `yaml:"http"`
-	Backend  Backend  `yaml:"backend"`
-	Auth     Auth     `yaml:"auth"`
-	Policy   string   `yaml:"policy"`
-	DataDir  string   `yaml:"data_dir"`
-	Keys     KeysDir  `yaml:"keys"`
-	Caches   Probes   `yaml:"caches"`
-	Shutdown Duration `yaml:"shutdown_grace"`
+	Log      Log            `yaml:"log"`
+	HTTP     HTTP           `yaml:"http"`
+	Backend  Backend        `yaml:"backend"`
+	Auth     Auth           `yaml:"auth"`
+	Policy   string         `yaml:"policy"`
+	DataDir  string         `yaml:"data_dir"`
+	Keys     KeysDir        `yaml:"keys"`
+	Caches   Probes         `yaml:"caches"`
+	Shutdown units.Duration `yaml:"shutdown_grace"`
 }
 
 // Backend is the registry behind the origin.
@@ -32,33 +32,44 @@ type Backend struct {
 // Auth configures login.
 type Auth struct {
 	Htpasswd string `yaml:"htpasswd"`
-	Realm    string `yaml:"realm"`
+	// Realm is the Basic auth realm; "" means the origin's default.
+	Realm string `yaml:"realm"`
 }
 
 // KeysDir configures token signing.
 type KeysDir struct {
-	Dir      string   `yaml:"dir"`
-	Issuer   string   `yaml:"issuer"`
-	TokenTTL Duration `yaml:"token_ttl"`
-	Reload   Duration `yaml:"reload"`
+	Dir    string `yaml:"dir"`
+	Issuer string `yaml:"issuer"`
+	// TokenTTL is the lifetime of redirect tokens; 0 means
+	// policy.DefaultTokenTTL.
+	TokenTTL units.Duration `yaml:"token_ttl"`
+	// Reload is how often the key directory is read again (the command's
+	// own loop; DefaultKeyReload when unset).
+	Reload units.Duration `yaml:"reload"`
 	// Generate creates a key at start when the directory has none (for
 	// development stacks; production keys are made with `dtrcache keys
 	// generate` and distributed deliberately).
 	Generate bool `yaml:"generate"`
 }
 
-// Probes configures cache health checks.
+// Probes configures cache health checks. Zero durations mean the
+// prober's defaults (origin.Prober).
 type Probes struct {
-	HealthInterval Duration `yaml:"health_interval"`
-	HealthTimeout  Duration `yaml:"health_timeout"`
-	CAs            []string `yaml:"cas"`
+	HealthInterval units.Duration `yaml:"health_interval"`
+	HealthTimeout  units.Duration `yaml:"health_timeout"`
+	CAs            []string       `yaml:"cas"`
 	// PrefetchHints tells a user's cache the blobs of the image manifests
 	// the user GETs, so it starts filling them at once. Unset means true.
 	PrefetchHints *bool `yaml:"prefetch_hints"`
 }
 
-// DefaultOriginAddr is where the origin listens by default.
-const DefaultOriginAddr = ":5443"
+// The defaults of the origin command's own settings.
+const (
+	// DefaultOriginAddr is where the origin listens by default.
+	DefaultOriginAddr = ":5443"
+	// DefaultKeyReload is how often the key directory is read again.
+	DefaultKeyReload = 30 * time.Second
+)
 
 // LoadOrigin reads an origin configuration file.
 func LoadOrigin(path string) (*Origin, error) {
@@ -78,70 +89,27 @@ func ParseOrigin(data []byte, source string) (*Origin, error) {
 	return o, nil
 }
 
-// Validate checks the configuration and fills defaults, naming the key of
-// every problem.
-func (o *Origin) Validate() error {
+// Normalize replaces password_file by the password it holds and sets the
+// defaults of the command's own settings (listen address, log, key
+// reload, prefetch hints on). It returns every problem it meets doing so,
+// each naming its key. Like Cache.Normalize it checks no value against
+// another package's rules and fills none of their defaults.
+func (o *Origin) Normalize() error {
 	var p Problems
 	if o.HTTP.Addr == "" {
 		o.HTTP.Addr = DefaultOriginAddr
 	}
-	if _, _, err := net.SplitHostPort(o.HTTP.Addr); err != nil {
-		p.add("http.addr", "invalid listen address %q", o.HTTP.Addr)
-	}
-	if (o.HTTP.TLS.Certificate == "") != (o.HTTP.TLS.Key == "") {
-		p.add("http.tls", "set both certificate and key")
-	}
-	c := Cache{Log: o.Log}
-	c.validateLog(&p)
-	o.Log = c.Log
-	if o.Backend.URL == "" {
-		p.add("backend.url", "required")
-	} else if u, err := url.Parse(o.Backend.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.add("backend.url", "invalid URL %q (want http(s)://host[:port])", o.Backend.URL)
-	}
+	o.Log.normalize(&p)
 	o.Backend.Password = secret(o.Backend.Password, o.Backend.PasswordFile, "backend.password", &p)
 	o.Backend.PasswordFile = ""
-	if o.Backend.Password != "" && o.Backend.Username == "" {
-		p.add("backend.username", "required with a password")
-	}
-	if o.Auth.Htpasswd == "" {
-		p.add("auth.htpasswd", "required (an htpasswd file of bcrypt hashes)")
-	}
-	if o.Auth.Realm == "" {
-		o.Auth.Realm = "dtrcache"
-	}
-	if o.Policy == "" {
-		p.add("policy", "required (the repository access rules file)")
-	}
-	if o.DataDir == "" {
-		p.add("data_dir", "required (where caches and user settings are stored)")
-	}
-	if o.Keys.Dir == "" {
-		p.add("keys.dir", "required (create a key with `dtrcache keys generate --dir DIR`)")
-	}
-	if o.Keys.TokenTTL == 0 {
-		o.Keys.TokenTTL = Duration(5 * time.Minute)
-	}
-	if o.Keys.TokenTTL.D() < 10*time.Second || o.Keys.TokenTTL.D() > time.Hour {
-		p.add("keys.token_ttl", "between 10s and 1h, got %s", o.Keys.TokenTTL.D())
-	}
 	if o.Keys.Reload == 0 {
-		o.Keys.Reload = Duration(30 * time.Second)
-	}
-	if o.Caches.HealthInterval == 0 {
-		o.Caches.HealthInterval = Duration(10 * time.Second)
-	}
-	if o.Caches.HealthTimeout == 0 {
-		o.Caches.HealthTimeout = Duration(2 * time.Second)
+		o.Keys.Reload = units.Duration(DefaultKeyReload)
 	}
 	if o.Caches.PrefetchHints == nil {
 		t := true
 		o.Caches.PrefetchHints = &t
 	}
-	if o.Shutdown == 0 {
-		o.Shutdown = Duration(30 * time.Second)
-	}
-	return p.err()
+	return p.Err()
 }
 
 // Files lists the files the configuration refers to.

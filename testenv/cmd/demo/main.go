@@ -22,20 +22,16 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
-	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
 	"github.com/dtrcache/dtrcache/internal/progress"
+	"github.com/dtrcache/dtrcache/internal/units"
+	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/testenv"
 	"github.com/dtrcache/dtrcache/testenv/wan"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)) }
 
 // demoFlags are the settings of the demo.
 type demoFlags struct {
@@ -48,9 +44,12 @@ type demoFlags struct {
 	dir, logFile, image string
 }
 
-// run parses the flags and runs the demo; it returns the exit code: 0
-// done, 1 a failure (or a bad flag value), 2 bad usage.
+// run parses the flags and runs the demo until it is done (or, with
+// --keep, until SIGINT or SIGTERM); it returns the exit code: 0 done, 1 a
+// failure (or a bad flag value), 2 bad usage.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f demoFlags
@@ -83,7 +82,7 @@ type pullRow struct {
 }
 
 func demo(ctx context.Context, f demoFlags, out io.Writer) error {
-	size, err := config.ParseSize(f.layerSize)
+	size, err := units.ParseSize(f.layerSize)
 	if err != nil {
 		return fmt.Errorf("--layer-size: %w", err)
 	}
@@ -115,8 +114,8 @@ func demo(ctx context.Context, f demoFlags, out io.Writer) error {
 	tp, err := testenv.StartTopology(ctx, testenv.TopologyOptions{
 		Dir:      f.dir,
 		WAN:      wan.Config{Latency: f.latency, Bandwidth: bw, PerConnBandwidth: perConn},
-		Fill:     casstore.FillOptions{Parallel: config.DefaultParallel, ChunkSize: config.DefaultChunk},
-		Prefetch: config.DefaultPrefetch,
+		Fill:     casstore.FillOptions{Parallel: cache.DefaultParallel}, // as a cache configured with defaults
+		Prefetch: cache.DefaultPrefetch,
 		Logger:   log,
 	})
 	if err != nil {
@@ -181,7 +180,7 @@ alice's pulls go to the cache, bob's to the origin.
   curl -s %[4]s/metrics | grep -E '^dtrcache_(blob|store)'
   curl -s -u admin:%[1]s %[5]s/api/v0/content_caches
 `, tp.Password, tp.OriginHost, f.image, tp.CacheURL, tp.OriginURL)
-	<-ctx.Done() // main's context ends on SIGINT or SIGTERM
+	<-ctx.Done() // run's context ends on SIGINT or SIGTERM
 	fmt.Fprintln(out, "\nstopping")
 	return nil
 }

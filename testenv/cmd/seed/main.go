@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
+	"github.com/dtrcache/dtrcache/internal/units"
 	"github.com/dtrcache/dtrcache/testenv"
 )
 
@@ -43,7 +43,7 @@ func main() {
 	cacheUsers := flag.String("cache-users", "", "with --api: comma-separated users whose profile points at the cache")
 	flag.Parse()
 
-	sz, err := config.ParseSize(*size)
+	sz, err := units.ParseSize(*size)
 	if err != nil {
 		fail(err)
 	}
