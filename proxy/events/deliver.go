@@ -1,0 +1,231 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"time"
+
+	"github.com/dtrcache/dtrcache/proxy/state"
+	"go.uber.org/zap"
+)
+
+// flushDelay is how long a deliverer that passed events not meant for its
+// webhook waits before it writes down how far it got.
+const flushDelay = 2 * time.Second
+
+// deliverer sends the outbox to one webhook, in order, while it holds the
+// webhook's claim.
+type deliverer struct {
+	d      *Dispatcher
+	w      Webhook
+	log    *zap.Logger
+	client *endpointClient
+
+	st      deliveryState
+	rev     int64 // of the state record; 0: none yet
+	hookRev int64 // of the webhook record (its creation)
+	dirty   bool  // st.Cursor moved past events not for w, not yet written
+}
+
+// deliverTo runs the deliverer of w until ctx ends, w goes inactive, or
+// its state disappears (the webhook was deleted).
+func (d *Dispatcher) deliverTo(ctx context.Context, w Webhook) {
+	log := d.log.With(zap.String("webhook", w.ID), zap.String("type", string(w.Type)), zap.String("endpointHost", endpointHost(w.Endpoint)))
+	client, err := newEndpointClient(d.cfg.Guard, w.SkipTLSVerification, w.TLSCert, d.cfg.Timeout)
+	if err != nil {
+		log.Error("events: webhook client", zap.Error(err))
+		return
+	}
+	defer client.close()
+	dl := &deliverer{d: d, w: w, log: log, client: client}
+	if !dl.load(ctx) {
+		return
+	}
+	flush := time.NewTimer(time.Hour)
+	flush.Stop()
+	defer flush.Stop()
+	skipped := 0
+	for ctx.Err() == nil {
+		e, changed, ok := d.feed.next(dl.st.Cursor)
+		if !ok {
+			if dl.dirty {
+				flush.Reset(flushDelay)
+			}
+			select {
+			case <-ctx.Done():
+			case <-changed:
+			case <-flush.C:
+				if dl.dirty && !dl.write(ctx, nil) {
+					return
+				}
+			}
+			continue
+		}
+		if !w.Matches(e.typ, e.repo) {
+			dl.st.Cursor, dl.dirty = e.pos, true
+			if skipped++; skipped%1024 == 0 && !dl.write(ctx, nil) {
+				return
+			}
+			continue
+		}
+		if !dl.attempt(ctx, e) {
+			return
+		}
+	}
+}
+
+// load reads the webhook's state; a new webhook starts after the
+// revision that created it.
+func (dl *deliverer) load(ctx context.Context) bool {
+	st, rev, found, err := dl.d.subs.deliveryState(ctx, dl.w.ID)
+	if err != nil {
+		if ctx.Err() == nil {
+			dl.log.Warn("events: reading a webhook's state", zap.Error(err))
+		}
+		return false
+	}
+	kv, err := dl.d.store.Get(ctx, hookPrefix+dl.w.ID)
+	if err != nil {
+		return false // deleted, or the store is unwell: the next scan tries again
+	}
+	if !found {
+		st = deliveryState{Cursor: pos{Rev: kv.Rev}}
+	}
+	dl.st, dl.rev, dl.hookRev, dl.dirty = st, rev, kv.Rev, false
+	return true
+}
+
+// attempt delivers e once (after the wait its previous failures set) and
+// records the outcome. It returns false when the deliverer must stop.
+func (dl *deliverer) attempt(ctx context.Context, e *entry) bool {
+	cfg := &dl.d.cfg
+	if f := dl.st.Failing; f != nil && f.EventID != e.ID {
+		dl.st.Failing = nil // it failed at an event that is gone since
+	}
+	n := 1
+	if f := dl.st.Failing; f != nil {
+		n = f.Attempts + 1
+		if wait := time.Until(f.NextAt); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return false
+			case <-t.C:
+			}
+		}
+	}
+	res := dl.client.send(ctx, dl.w.Endpoint, deliveryHeaders(dl.w.ID, dl.w.Secret, cfg.UserAgent, e, n), e.body)
+	if ctx.Err() != nil {
+		return false // stopped mid-attempt: whoever delivers next sends it again
+	}
+	now := time.Now().UTC()
+	cfg.Metrics.delivery(res.label(), res.duration)
+	a := Attempt{Time: now, EventID: e.ID, EventType: e.typ, Attempt: n, Status: res.status,
+		DurationMS: float64(res.duration.Microseconds()) / 1000, Error: res.text(), Success: res.ok()}
+	dl.st.History = append(dl.st.History, a)
+	if over := len(dl.st.History) - cfg.HistoryLimit; over > 0 {
+		dl.st.History = append(dl.st.History[:0:0], dl.st.History[over:]...)
+	}
+	var extra []state.Op
+	giveUp := false
+	if res.ok() {
+		dl.st.Cursor, dl.st.LastSuccessfulAt, dl.st.Failing = e.pos, now, nil
+		cfg.Metrics.delivered(e.created)
+		dl.log.Debug("events: delivered", zap.String("event", e.ID), zap.Int("status", res.status), zap.Duration("duration", res.duration))
+	} else {
+		f := dl.st.Failing
+		if f == nil {
+			f = &failing{EventID: e.ID, Since: now}
+			dl.st.Failing = f
+		}
+		f.Attempts = n
+		wait := dl.d.backoff(n)
+		if res.retryAfter > wait {
+			wait = min(res.retryAfter, cfg.BackoffMax)
+		}
+		f.NextAt = now.Add(wait)
+		giveUp = n >= cfg.MaxAttempts || now.Sub(f.Since) >= cfg.MaxFailureTime
+		if giveUp {
+			reason := fmt.Sprintf("%d failed attempts in %s at event %s; last: %s", n, now.Sub(f.Since).Round(time.Second), e.ID, res.text())
+			op, err := state.PutJSON(inactivePrefix+dl.w.ID, inactiveMark{Since: now, Reason: reason, By: "delivery"})
+			if err != nil {
+				return false
+			}
+			extra = append(extra, op)
+			// Re-enabled, it starts again at this event with a fresh count.
+			dl.st.Failing = nil
+		} else {
+			dl.log.Info("events: delivery failed; will retry", zap.String("event", e.ID), zap.Int("attempt", n),
+				zap.Int("status", res.status), zap.String("error", res.text()), zap.Duration("retryIn", wait))
+		}
+	}
+	if !dl.write(ctx, extra) {
+		return false
+	}
+	if giveUp {
+		dl.log.Warn("events: webhook marked inactive after failed deliveries; re-enable it with PATCH /api/v0/webhooks/{id} {\"inactive\":false}",
+			zap.String("event", e.ID), zap.Int("attempts", n), zap.String("lastError", res.text()))
+		cfg.Metrics.inactivatedOne()
+		dl.d.wake()
+		return false
+	}
+	return true
+}
+
+// write stores the state (and extra) if nobody else wrote it since it
+// was read; on a conflict (re-enabled, deleted) it reads it again. It
+// returns false when the deliverer must stop.
+func (dl *deliverer) write(ctx context.Context, extra []state.Op) bool {
+	op, err := state.PutJSON(hookStatePrefix+dl.w.ID, dl.st)
+	if err != nil {
+		return false
+	}
+	// The webhook record never changes: its revision proves it still
+	// exists, so a deleted webhook's deliverer cannot leave state behind.
+	conds := []state.Cond{{Key: op.Key, Rev: dl.rev}, {Key: hookPrefix + dl.w.ID, Rev: dl.hookRev}}
+	rev, err := dl.d.store.Txn(ctx, conds, append([]state.Op{op}, extra...)...)
+	switch {
+	case err == nil:
+		dl.rev, dl.dirty = rev, false
+		return true
+	case errors.Is(err, state.ErrConflict):
+		if _, ok := dl.d.subs.Get(dl.w.ID); !ok {
+			return false
+		}
+		dl.log.Info("events: webhook state changed under its deliverer; reading it again")
+		return dl.load(ctx)
+	default:
+		if ctx.Err() == nil {
+			dl.log.Warn("events: writing a webhook's state", zap.Error(err))
+		}
+		return false
+	}
+}
+
+// backoff is the wait after the nth failed attempt: BackoffMin doubled
+// n-1 times, at most BackoffMax, less up to half of it at random.
+func (d *Dispatcher) backoff(n int) time.Duration {
+	w := d.cfg.BackoffMin
+	for i := 1; i < n && w < d.cfg.BackoffMax; i++ {
+		w *= 2
+	}
+	w = min(w, d.cfg.BackoffMax)
+	if half := int64(w / 2); half > 0 {
+		w -= time.Duration(rand.Int64N(half))
+	}
+	return w
+}
+
+// endpointHost is what logs say of an endpoint: its host, never the path
+// or query (they often hold a token).
+func endpointHost(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "(invalid)"
+	}
+	return u.Host
+}
