@@ -104,6 +104,8 @@ type Deduper struct {
 	Host    string
 	Logger  *zap.Logger
 	Metrics *Metrics
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
 
 	pokeOnce sync.Once
 	poke     chan struct{}
@@ -122,6 +124,13 @@ func (d *Deduper) grace() time.Duration {
 		return d.Grace
 	}
 	return 5 * time.Second
+}
+
+func (d *Deduper) now() time.Time {
+	if d.Now != nil {
+		return d.Now().UTC()
+	}
+	return time.Now().UTC()
 }
 
 func (d *Deduper) log() *zap.Logger {
@@ -159,7 +168,7 @@ func (d *Deduper) Origin(ctx context.Context, occ Occurrence, evs ...Event) erro
 		if err != nil {
 			return fmt.Errorf("events: %w", err)
 		}
-		now := time.Now().UTC()
+		now := d.now()
 		conds := []state.Cond{{Key: key, Rev: rev}}
 		var ops []state.Op
 		matched := false
@@ -213,7 +222,7 @@ func (d *Deduper) Registry(ctx context.Context, id string, occ Occurrence, build
 		if err != nil {
 			return false, fmt.Errorf("events: %w", err)
 		}
-		now := time.Now().UTC()
+		now := d.now()
 		conds := []state.Cond{{Key: key, Rev: rev}}
 		var ops []state.Op
 		if id != "" {
@@ -244,7 +253,7 @@ func (d *Deduper) Registry(ctx context.Context, id string, occ Occurrence, build
 				}
 			}
 			g := heldGroup{Due: now.Add(d.grace()), Occ: occ, Events: built}
-			g.IndexKey = heldKey(g.Due)
+			g.IndexKey = heldKey(g.Due, built)
 			s.Held = append(s.Held, g)
 			ops = append(ops, state.Put(g.IndexKey, []byte(key)))
 		}
@@ -275,10 +284,19 @@ func notifKey(id string) string {
 	return notifPrefix + hex.EncodeToString(h[:16])
 }
 
-func heldKey(due time.Time) string {
-	var b [4]byte
-	rand.Read(b[:])
-	return fmt.Sprintf("%s%020d-%s", heldPrefix, due.UnixNano(), hex.EncodeToString(b[:]))
+// heldKey orders held reports by when they are due, then by their first
+// event's id (which grows within a process), so reports due together are
+// recorded in the order they came.
+func heldKey(due time.Time, evs []Event) string {
+	suffix := ""
+	if len(evs) > 0 {
+		suffix = evs[0].ID
+	} else {
+		var b [8]byte
+		rand.Read(b[:])
+		suffix = hex.EncodeToString(b[:])
+	}
+	return fmt.Sprintf("%s%020d-%s", heldPrefix, due.UnixNano(), suffix)
 }
 
 // emitOps are the writes (and conditions) that put evs in the outbox,
@@ -291,7 +309,7 @@ func (d *Deduper) emitOps(ctx context.Context, occ Occurrence, evs []Event) ([]s
 			return nil, nil, err
 		}
 		if created {
-			ev, err := NewRepoEvent(RepoCreated, occ.Repository, d.Host, occ.Author, time.Now())
+			ev, err := NewRepoEvent(RepoCreated, occ.Repository, d.Host, occ.Author, d.now())
 			if err != nil {
 				return nil, nil, err
 			}
@@ -377,7 +395,7 @@ func (d *Deduper) RepoDeleted(ctx context.Context, id, repo, author string, at t
 	var conds []state.Cond
 	if id != "" {
 		nk := notifKey(id)
-		op, err := state.PutJSON(nk, time.Now().UTC().Add(d.window()))
+		op, err := state.PutJSON(nk, d.now().Add(d.window()))
 		if err != nil {
 			return err
 		}

@@ -12,9 +12,17 @@ import (
 	"go.uber.org/zap"
 )
 
-// flushDelay is how long a deliverer that passed events not meant for its
-// webhook waits before it writes down how far it got.
-const flushDelay = 2 * time.Second
+// How often a deliverer writes its cursor. After a failed attempt it
+// always does, at once. After successes it does when it has nothing more
+// to send, or after batchDeliveries of them or batchTime, whichever comes
+// first: a burst of events costs one write per batch, not one per event,
+// and a crash sends at most that batch again (with the same ids). Having
+// passed only events not meant for its webhook, it waits flushDelay.
+const (
+	batchDeliveries = 64
+	batchTime       = time.Second
+	flushDelay      = 2 * time.Second
+)
 
 // deliverer sends the outbox to one webhook, in order, while it holds the
 // webhook's claim.
@@ -27,7 +35,11 @@ type deliverer struct {
 	st      deliveryState
 	rev     int64 // of the state record; 0: none yet
 	hookRev int64 // of the webhook record (its creation)
-	dirty   bool  // st.Cursor moved past events not for w, not yet written
+	dirty   bool  // st changed since it was written
+	// unwritten counts the deliveries since the last write, which was
+	// at written.
+	unwritten int
+	written   time.Time
 }
 
 // deliverTo runs the deliverer of w until ctx ends, w goes inactive, or
@@ -51,6 +63,12 @@ func (d *Dispatcher) deliverTo(ctx context.Context, w Webhook) {
 	for ctx.Err() == nil {
 		e, changed, ok := d.feed.next(dl.st.Cursor)
 		if !ok {
+			if dl.unwritten > 0 {
+				if !dl.write(ctx, nil) {
+					return
+				}
+				continue
+			}
 			if dl.dirty {
 				flush.Reset(flushDelay)
 			}
@@ -94,7 +112,7 @@ func (dl *deliverer) load(ctx context.Context) bool {
 	if !found {
 		st = deliveryState{Cursor: pos{Rev: kv.Rev}}
 	}
-	dl.st, dl.rev, dl.hookRev, dl.dirty = st, rev, kv.Rev, false
+	dl.st, dl.rev, dl.hookRev, dl.dirty, dl.unwritten, dl.written = st, rev, kv.Rev, false, 0, time.Now()
 	return true
 }
 
@@ -163,6 +181,12 @@ func (dl *deliverer) attempt(ctx context.Context, e *entry) bool {
 				zap.Int("status", res.status), zap.String("error", res.text()), zap.Duration("retryIn", wait))
 		}
 	}
+	if res.ok() {
+		dl.dirty = true
+		if dl.unwritten++; dl.unwritten < batchDeliveries && time.Since(dl.written) < batchTime {
+			return true
+		}
+	}
 	if !dl.write(ctx, extra) {
 		return false
 	}
@@ -190,7 +214,7 @@ func (dl *deliverer) write(ctx context.Context, extra []state.Op) bool {
 	rev, err := dl.d.store.Txn(ctx, conds, append([]state.Op{op}, extra...)...)
 	switch {
 	case err == nil:
-		dl.rev, dl.dirty = rev, false
+		dl.rev, dl.dirty, dl.unwritten, dl.written = rev, false, 0, time.Now()
 		return true
 	case errors.Is(err, state.ErrConflict):
 		if _, ok := dl.d.subs.Get(dl.w.ID); !ok {

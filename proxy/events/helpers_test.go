@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/proxy/forward"
+	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/state"
 	"github.com/dtrcache/dtrcache/proxy/state/badgerstate"
 	"go.uber.org/zap/zaptest"
@@ -248,3 +250,7 @@ func ids(ds []delivery) []string {
 	}
 	return out
 }
+
+func validRepo(name string) bool { return regapi.ValidName(name) }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -39,7 +39,7 @@ func (d *Deduper) Run(ctx context.Context) {
 		}
 		wait := gcInterval
 		if !next.IsZero() {
-			wait = min(wait, max(time.Until(next), time.Millisecond))
+			wait = min(wait, max(next.Sub(d.now()), time.Millisecond))
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -61,9 +61,9 @@ func (d *Deduper) sweep(ctx context.Context) time.Time {
 		if ctx.Err() == nil {
 			d.log().Warn("events: listing held registry reports", zap.Error(err))
 		}
-		return time.Now().Add(time.Second)
+		return d.now().Add(time.Second)
 	}
-	now := time.Now()
+	now := d.now()
 	for _, kv := range kvs {
 		due, ok := parseHeldKey(kv.Key)
 		if !ok {
@@ -75,7 +75,7 @@ func (d *Deduper) sweep(ctx context.Context) time.Time {
 		}
 		if err := d.release(ctx, string(kv.Value), kv); err != nil && ctx.Err() == nil {
 			d.log().Warn("events: recording a held registry report", zap.Error(err))
-			return time.Now().Add(time.Second)
+			return d.now().Add(time.Second)
 		}
 	}
 	return time.Time{}
@@ -88,7 +88,7 @@ func (d *Deduper) release(ctx context.Context, key string, index state.KV) error
 		if err != nil {
 			return err
 		}
-		now := time.Now().UTC()
+		now := d.now()
 		var due, kept []heldGroup
 		for _, g := range s.Held {
 			if !g.Due.After(now) || g.IndexKey == index.Key {
@@ -132,7 +132,7 @@ func (d *Deduper) release(ctx context.Context, key string, index state.KV) error
 
 // gc removes expired origin counts and notification ids.
 func (d *Deduper) gc(ctx context.Context) {
-	now := time.Now()
+	now := d.now()
 	if kvs, err := d.Store.List(ctx, slotPrefix, "", 0); err == nil {
 		for _, kv := range kvs {
 			if s, err := decodeSlot(kv.Value); err != nil || s.empty(now) {
