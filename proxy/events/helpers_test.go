@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtrcache/dtrcache/proxy/forward"
+	"github.com/dtrcache/dtrcache/proxy/netguard"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/state"
 	"github.com/dtrcache/dtrcache/proxy/state/badgerstate"
@@ -33,7 +33,7 @@ func newStore(t testing.TB) state.Store {
 // receiver is on 127.0.0.1).
 func loopbackGuard(t testing.TB) Guard {
 	t.Helper()
-	g, err := forward.NewRules(forward.RulesConfig{AllowPrivate: []string{"127.0.0.0/8", "::1/128"}})
+	g, err := netguard.New(netguard.Config{AllowPrivate: []string{"127.0.0.0/8", "::1/128"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func loopbackGuard(t testing.TB) Guard {
 // strictGuard allows nothing special: loopback is refused.
 func strictGuard(t testing.TB) Guard {
 	t.Helper()
-	g, err := forward.NewRules(forward.RulesConfig{})
+	g, err := netguard.New(netguard.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

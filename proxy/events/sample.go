@@ -21,6 +21,10 @@ func Sample(t Type, host string) (Event, error) {
 	var err error
 	switch t {
 	case TagPush, TagDelete, TagPull, ManifestPush, ManifestDelete, ManifestPull:
+		if t == TagDelete || t == ManifestDelete {
+			// What is deleted is not read for its platforms.
+			img.OS, img.Architecture, img.Platforms, img.MediaType = "", "", nil, ""
+		}
 		ev, err = NewImageEvent(t, img, "alice", at, SourceOrigin)
 	case Promotion, PushMirroring, PollMirroring:
 		c := JobContents{JobID: "018cc251f400-5f1d9a4b", PolicyID: "promote-stable", State: "done",
@@ -28,9 +32,11 @@ func Sample(t Type, host string) (Event, error) {
 			Digest: sampleDigest, Bytes: 31457280, Attempts: 1, Started: at, Ended: at.Add(12 * time.Second)}
 		switch t {
 		case PushMirroring:
+			c.PolicyID = "mirror-eu"
 			c.Target.Registry = "dtr-eu.example.org"
 			c.Target.Repository = "foo/bar"
 		case PollMirroring:
+			c.PolicyID = "poll-hub"
 			c.Source.Registry = "registry-1.docker.io"
 			c.Source.Repository = "library/bar"
 		}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dtrcache/dtrcache/proxy/netguard"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 )
 
@@ -142,6 +143,11 @@ func checkAddress(ctx context.Context, g Guard, endpoint string) error {
 		var dnsErr *net.DNSError
 		if errors.As(err, &dnsErr) {
 			return &FieldError{"endpoint", fmt.Sprintf("cannot resolve %s", truncate(host, 255))}
+		}
+		var denied *netguard.DeniedError
+		if errors.As(err, &denied) {
+			return &FieldError{"endpoint", fmt.Sprintf("%s resolves to %s, a %s, which webhooks may not reach (the origin's events.allow_private lists exceptions)",
+				truncate(host, 255), denied.Addr, denied.Reason)}
 		}
 		return &FieldError{"endpoint", "address refused: " + err.Error()}
 	}
