@@ -13,7 +13,15 @@
 // the revision of its last write. Conditional writes compare revisions, so
 // a read-modify-write is safe across goroutines and replicas: read a KV,
 // change it, write it with Cond{Key, Rev}; ErrConflict means somebody else
-// wrote in between, so read again.
+// wrote in between, so read again. Revisions may skip numbers (etcd counts
+// the writes of claims and of other users of the cluster too).
+//
+// Limits, the same for every implementation so that code which works on
+// the embedded store works on etcd: a key is non-empty; a transaction has
+// at most MaxTxnOps conditions and MaxTxnOps writes, writes a key at most
+// once, and carries at most MaxTxnBytes of keys and values (etcd's default
+// --max-txn-ops and, with room for framing, --max-request-bytes). A Txn
+// beyond them fails with ErrInvalid and writes nothing.
 package state
 
 import (
@@ -32,6 +40,16 @@ var (
 	ErrClaimed = errors.New("state: claimed by another holder")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("state: closed")
+	// ErrInvalid: a request outside the store's limits (see the package
+	// doc): an empty key, too many or too large writes, a key written
+	// twice in one transaction, a ttl that is not positive.
+	ErrInvalid = errors.New("state: invalid request")
+)
+
+// The limits of one transaction (see the package doc).
+const (
+	MaxTxnOps   = 128
+	MaxTxnBytes = 1 << 20
 )
 
 // KV is one key with its value and the revision of its last write.
@@ -85,12 +103,15 @@ type Event struct {
 type Store interface {
 	// Get returns one key, or ErrNotFound.
 	Get(ctx context.Context, key string) (KV, error)
-	// List returns the keys under prefix that sort after after ("" from
-	// the start), at most limit of them (0: all), in key order.
+	// List returns the keys under prefix that sort after after, at most
+	// limit of them (0: all), in key order. An after that sorts before
+	// every key under prefix ("" among them) lists from the start.
 	List(ctx context.Context, prefix, after string, limit int) ([]KV, error)
 	// Txn applies ops atomically if every cond holds, else returns
 	// ErrConflict and writes nothing. It returns the revision of the
-	// writes.
+	// writes (with no change made, a deleted key that did not exist, the
+	// store's current revision). Past the limits of the package doc it
+	// returns ErrInvalid.
 	Txn(ctx context.Context, conds []Cond, ops ...Op) (int64, error)
 	// Watch streams the changes under prefix made after it returns, in
 	// revision order, until ctx ends. The channel is closed when ctx ends
@@ -99,9 +120,15 @@ type Store interface {
 	Watch(ctx context.Context, prefix string) (<-chan Event, error)
 	// Claim takes key for this holder until Release, ctx's end, or, if
 	// the holder dies, ttl after its last sign of life (etcd: a lease kept
-	// alive while the process runs). ErrClaimed if another holder has it.
+	// alive while the process runs; its ttl is whole seconds, rounded up,
+	// and at least etcd's minimum). ErrClaimed if another holder (or this
+	// one, through an earlier Claim) has it; ErrInvalid for a ttl ≤ 0.
+	// Claims are a namespace of their own: a claimed key is not a key that
+	// Get, List or Watch see, and a key of theirs may be claimed.
 	Claim(ctx context.Context, key string, ttl time.Duration) (Claim, error)
-	// Close releases the store's resources; claims are released.
+	// Close releases the store's resources: watches end (their channels
+	// close), claims are released (their Lost closes), later calls return
+	// ErrClosed.
 	Close() error
 }
 

@@ -188,7 +188,7 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]st
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
 		start := p
-		if after != "" {
+		if after > prefix { // an after before the prefix lists from its start
 			start = []byte(dataPrefix + after)
 		}
 		for it.Seek(start); it.Valid(); it.Next() {
@@ -216,6 +216,9 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]st
 // Txn implements state.Store.
 func (s *Store) Txn(ctx context.Context, conds []state.Cond, ops ...state.Op) (int64, error) {
 	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := state.CheckTxn(conds, ops); err != nil {
 		return 0, err
 	}
 	s.wmu.Lock()
@@ -386,8 +389,11 @@ func (c *claim) Release(context.Context) error {
 
 // Claim implements state.Store. The ttl does not matter in one process: a
 // holder that stops has its ctx end (or the process ends).
-func (s *Store) Claim(ctx context.Context, key string, _ time.Duration) (state.Claim, error) {
+func (s *Store) Claim(ctx context.Context, key string, ttl time.Duration) (state.Claim, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := state.CheckClaim(key, ttl); err != nil {
 		return nil, err
 	}
 	if s.isClosed() {

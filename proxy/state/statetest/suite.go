@@ -43,6 +43,9 @@ func Run(t *testing.T, f Factory) {
 		{"Append", testAppend},
 		{"Claim", testClaim},
 		{"ClaimPeer", testClaimPeer},
+		{"ClaimNamespace", testClaimNamespace},
+		{"ClaimInvalid", testClaimInvalid},
+		{"Limits", testLimits},
 		{"View", testView},
 		{"Closed", testClosed},
 	}
@@ -194,6 +197,10 @@ func testList(t *testing.T, f Factory) {
 		{"p/", "", 2, "p/a p/b "},
 		{"p/", "p/a", 2, "p/b p/c "},
 		{"p/", "p/d", 0, ""},
+		{"p/", "o", 0, "p/a p/b p/c p/d "}, // after sorts before the prefix
+		{"p/", "a", 1, "p/a "},
+		{"p/", "p/", 0, "p/a p/b p/c p/d "},
+		{"p/", "q", 0, ""}, // after sorts after the prefix
 		{"q/", "", 0, ""},
 		{"", "", 0, "o/a p/a p/b p/c p/d pz "},
 	}
@@ -523,6 +530,10 @@ func testClosed(t *testing.T, f Factory) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	held, err := s.Claim(ctx, "claims/held", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -534,10 +545,130 @@ func testClosed(t *testing.T, f Factory) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("watch not closed by Close")
 	}
+	select {
+	case <-held.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a claim held at Close was not lost")
+	}
 	if _, err := s.Get(ctx, "k"); !errors.Is(err, state.ErrClosed) {
 		t.Fatalf("Get after Close: %v, want ErrClosed", err)
 	}
+	if _, err := s.List(ctx, "", "", 0); !errors.Is(err, state.ErrClosed) {
+		t.Fatalf("List after Close: %v, want ErrClosed", err)
+	}
 	if _, err := s.Txn(ctx, nil, state.Put("k", nil)); !errors.Is(err, state.ErrClosed) {
 		t.Fatalf("Txn after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.Watch(ctx, ""); !errors.Is(err, state.ErrClosed) {
+		t.Fatalf("Watch after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.Claim(ctx, "claims/after", time.Second); !errors.Is(err, state.ErrClosed) {
+		t.Fatalf("Claim after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// testClaimNamespace pins that claims are not keys: Get, List and Watch do
+// not see them, and a stored key can be claimed.
+func testClaimNamespace(t *testing.T, f Factory) {
+	s := open(t, f)
+	ctx := ctxT(t)
+	ch, err := s.Watch(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Claim(ctx, "ns/claimed", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Release(ctx)
+	if _, err := s.Get(ctx, "ns/claimed"); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("Get of a claimed key: %v, want ErrNotFound", err)
+	}
+	if kvs, err := s.List(ctx, "", "", 0); err != nil || len(kvs) != 0 {
+		t.Fatalf("List after a claim: %v %v, want nothing", kvs, err)
+	}
+	rev := put(t, s, "ns/stored", "v")
+	if ev := next(t, ch); ev.Key != "ns/stored" || ev.Rev != rev {
+		t.Fatalf("first event %+v, want the put of ns/stored (a claim is no event)", ev)
+	}
+	c2, err := s.Claim(ctx, "ns/stored", 5*time.Second)
+	if err != nil {
+		t.Fatalf("claim of a stored key: %v", err)
+	}
+	c2.Release(ctx)
+	if kv, err := s.Get(ctx, "ns/stored"); err != nil || string(kv.Value) != "v" || kv.Rev != rev {
+		t.Fatalf("a stored key after its claim was released: %+v %v", kv, err)
+	}
+}
+
+func testClaimInvalid(t *testing.T, f Factory) {
+	s := open(t, f)
+	ctx := ctxT(t)
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		if _, err := s.Claim(ctx, "claims/bad", ttl); !errors.Is(err, state.ErrInvalid) {
+			t.Errorf("Claim with ttl %s: %v, want ErrInvalid", ttl, err)
+		}
+	}
+	if _, err := s.Claim(ctx, "", time.Second); !errors.Is(err, state.ErrInvalid) {
+		t.Errorf("Claim of the empty key: %v, want ErrInvalid", err)
+	}
+}
+
+// testLimits pins the limits of a transaction (the package doc of state):
+// the same everywhere, so code that works on one store works on the other.
+func testLimits(t *testing.T, f Factory) {
+	s := open(t, f)
+	ctx := ctxT(t)
+	many := func(n int, prefix string) []state.Op {
+		ops := make([]state.Op, n)
+		for i := range ops {
+			ops[i] = state.Put(fmt.Sprintf("%s%03d", prefix, i), []byte("v"))
+		}
+		return ops
+	}
+	big := make([]byte, state.MaxTxnBytes)
+	tests := []struct {
+		name  string
+		conds []state.Cond
+		ops   []state.Op
+	}{
+		{"too many writes", nil, many(state.MaxTxnOps+1, "lim/many/")},
+		{"too many conditions", make([]state.Cond, state.MaxTxnOps+1), []state.Op{state.Put("lim/x", nil)}},
+		{"a key written twice", nil, []state.Op{state.Put("lim/dup", []byte("1")), state.Put("lim/dup", []byte("2"))}},
+		{"a put and a delete of one key", nil, []state.Op{state.Put("lim/pd", []byte("1")), state.Delete("lim/pd")}},
+		{"the empty key", nil, []state.Op{state.Put("lim/ok", nil), state.Put("", []byte("x"))}},
+		{"too many bytes", nil, []state.Op{state.Put("lim/big", big)}},
+	}
+	for i := range tests[1].conds {
+		tests[1].conds[i] = state.Cond{Key: fmt.Sprintf("lim/c%03d", i)}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := s.Txn(ctx, tt.conds, tt.ops...); !errors.Is(err, state.ErrInvalid) {
+				t.Fatalf("Txn: %v, want ErrInvalid", err)
+			}
+		})
+	}
+	if kvs, err := s.List(ctx, "lim/", "", 0); err != nil || len(kvs) != 0 {
+		t.Fatalf("%d keys written by refused transactions (%v)", len(kvs), err)
+	}
+	// At the limits, a transaction goes through.
+	rev, err := s.Txn(ctx, nil, many(state.MaxTxnOps, "lim/many/")...)
+	if err != nil {
+		t.Fatalf("%d writes: %v", state.MaxTxnOps, err)
+	}
+	if kvs, err := s.List(ctx, "lim/many/", "", 0); err != nil || len(kvs) != state.MaxTxnOps || kvs[0].Rev != rev {
+		t.Fatalf("after %d writes: %d keys (%v)", state.MaxTxnOps, len(kvs), err)
+	}
+	large := big[:state.MaxTxnBytes-len("lim/large")]
+	large[0], large[len(large)-1] = 'a', 'z'
+	if _, err := s.Txn(ctx, nil, state.Put("lim/large", large)); err != nil {
+		t.Fatalf("a transaction of exactly MaxTxnBytes: %v", err)
+	}
+	if kv, err := s.Get(ctx, "lim/large"); err != nil || len(kv.Value) != len(large) || kv.Value[0] != 'a' || kv.Value[len(large)-1] != 'z' {
+		t.Fatalf("large value read back: %d bytes, %v", len(kv.Value), err)
 	}
 }
