@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -25,6 +26,9 @@ type Options struct {
 	// --unsafe-no-fsync): faster tests, no durability. Benchmarks leave
 	// it off to measure what a deployment pays.
 	NoFsync bool
+	// TLS, if set, makes the members serve clients over TLS with these
+	// files and require a client certificate signed by its CA.
+	TLS *TLSFiles
 }
 
 // Cluster is a running set of embedded members.
@@ -35,7 +39,8 @@ type Cluster struct {
 // Member is one embedded etcd member.
 type Member struct {
 	Name string
-	// ClientURL is where clients reach it (http://127.0.0.1:PORT).
+	// ClientURL is where clients reach it (http://127.0.0.1:PORT, or
+	// https:// with Options.TLS).
 	ClientURL string
 
 	mu   sync.Mutex
@@ -78,6 +83,11 @@ func start(tb testing.TB, n int, opt Options) (*Cluster, error) {
 		cfg.Name = fmt.Sprintf("m%d", i)
 		cfg.Dir = tb.TempDir()
 		client := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[2*i])}
+		if opt.TLS != nil {
+			client.Scheme = "https"
+			cfg.ClientTLSInfo = transport.TLSInfo{CertFile: opt.TLS.ServerCert, KeyFile: opt.TLS.ServerKey,
+				TrustedCAFile: opt.TLS.CA, ClientCertAuth: true}
+		}
 		peer := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])}
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}

@@ -10,20 +10,25 @@ import (
 	"github.com/dtrcache/dtrcache/proxy/state"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 )
 
 // claim is a claim held by this store: the key P+"claims/"+k, created
-// only if absent, bound to a lease of its own that a concurrency.Session
-// keeps alive. The session ends, and Lost with it, when the claim is
-// released, its context ends, the store closes, or the lease can no longer
-// be renewed (etcd answered that it expired, or no member answered for the
-// whole ttl: this replica is cut off and another may hold the key by now).
+// only if absent, bound to a lease of its own that the client keeps
+// alive. Lost closes when the claim is released, its context ends, the
+// store closes, etcd answers that the lease expired, or no renewal has
+// come back for the lease's ttl less a margin: by then this replica may be
+// cut off, and the lease ends on the cluster soon after (renewals stop at
+// once), so another holder may take the key. The margin covers the round
+// trip between the cluster's renewal and its answer, so Lost closes before
+// the cluster can give the key to another holder.
 type claim struct {
-	s    *Store
-	key  string
-	sess *concurrency.Session
+	s     *Store
+	key   string
+	lease clientv3.LeaseID
+	lost  chan struct{}
+	// stopRenewal ends the keepalive of the lease.
+	stopRenewal context.CancelFunc
 
 	// released and stop (which ends the AfterFunc of the claim's
 	// context) are guarded by s.mu.
@@ -33,6 +38,11 @@ type claim struct {
 	once sync.Once
 	err  error
 }
+
+// renewalMargin is how much sooner than the lease's ttl a claim counts as
+// lost without an answer to its renewals: a sixth of the ttl (renewals go
+// out every third).
+func renewalMargin(ttl time.Duration) time.Duration { return ttl / 6 }
 
 // Claim implements state.Store. A key already claimed is refused after one
 // read; otherwise a lease of ttl (whole seconds, rounded up; etcd raises
@@ -51,8 +61,8 @@ func (s *Store) Claim(ctx context.Context, key string, ttl time.Duration) (state
 	} else if len(resp.Kvs) > 0 {
 		return nil, fmt.Errorf("%w: %s (held by %s)", state.ErrClaimed, key, resp.Kvs[0].Value)
 	}
-	secs := int64((ttl + time.Second - 1) / time.Second)
-	lease, err := s.client.Grant(ctx, secs)
+	asked := time.Now() // the cluster counts the lease from a moment after this
+	lease, err := s.client.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
 	if err != nil {
 		return nil, s.wrap(ctx, "claim "+key+": grant lease", err)
 	}
@@ -72,12 +82,19 @@ func (s *Store) Claim(ctx context.Context, key string, ttl time.Duration) (state
 		}
 		return nil, fmt.Errorf("%w: %s (held by %s)", state.ErrClaimed, key, holder)
 	}
-	sess, err := concurrency.NewSession(s.client, concurrency.WithLease(lease.ID), concurrency.WithTTL(int(secs)), concurrency.WithContext(s.ctx))
-	if err != nil {
+	granted := time.Duration(lease.TTL) * time.Second
+	kctx, stopRenewal := context.WithCancel(s.ctx)
+	renewals, err := s.client.KeepAlive(kctx, lease.ID)
+	if err != nil || !s.track() {
+		stopRenewal()
 		s.revokeLease(lease.ID)
+		if err == nil {
+			err = state.ErrClosed
+		}
 		return nil, s.wrap(ctx, "claim "+key+": keep the lease alive", err)
 	}
-	c := &claim{s: s, key: key, sess: sess}
+	c := &claim{s: s, key: key, lease: lease.ID, lost: make(chan struct{}), stopRenewal: stopRenewal}
+	go c.watchRenewals(renewals, asked.Add(granted-renewalMargin(granted)))
 	stop := context.AfterFunc(ctx, func() {
 		if !s.track() {
 			return // Close releases it
@@ -104,6 +121,30 @@ func (s *Store) Claim(ctx context.Context, key string, ttl time.Duration) (state
 	return c, nil // ctx ended already: released, Lost closed
 }
 
+// watchRenewals closes Lost when the renewals end (released, store
+// closed, the lease expired) or stop coming back before deadline, which
+// each answer moves to its ttl less the margin from now.
+func (c *claim) watchRenewals(renewals <-chan *clientv3.LeaseKeepAliveResponse, deadline time.Time) {
+	defer c.s.wg.Done()
+	defer close(c.lost)
+	defer c.stopRenewal()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		select {
+		case r, ok := <-renewals:
+			if !ok {
+				return
+			}
+			ttl := time.Duration(r.TTL) * time.Second
+			timer.Reset(ttl - renewalMargin(ttl))
+		case <-timer.C:
+			c.s.log.Warn("claim lost: no renewal of its lease came back within its ttl", zap.String("key", c.key))
+			return
+		}
+	}
+}
+
 // revokeLease gives up a lease that no claim uses (bounded by the dial
 // timeout; a lease that cannot be revoked expires after its ttl).
 func (s *Store) revokeLease(id clientv3.LeaseID) {
@@ -115,7 +156,7 @@ func (s *Store) revokeLease(id clientv3.LeaseID) {
 }
 
 // Lost implements state.Claim.
-func (c *claim) Lost() <-chan struct{} { return c.sess.Done() }
+func (c *claim) Lost() <-chan struct{} { return c.lost }
 
 // Release implements state.Claim: the lease stops being renewed and is
 // revoked, which deletes the key. If the revoke does not get through, the
@@ -136,8 +177,9 @@ func (c *claim) release(ctx context.Context) error {
 		if stop != nil {
 			stop()
 		}
-		c.sess.Orphan()
-		_, err := c.s.client.Revoke(ctx, c.sess.Lease())
+		c.stopRenewal()
+		<-c.lost
+		_, err := c.s.client.Revoke(ctx, c.lease)
 		if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			c.err = fmt.Errorf("etcdstate: release %s: %w", c.key, clientv3.ContextError(ctx, err))
 		}
