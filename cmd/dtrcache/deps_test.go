@@ -10,11 +10,16 @@ import (
 // forbiddenDeps are the packages the production binary must not link: the
 // test environment (in-process registries, the WAN emulator, the demo),
 // the benchmark harness, and distribution's registry server, whose
-// handlers bring redis, OpenTelemetry and logrus clients along.
+// handlers bring redis, OpenTelemetry and logrus clients along, and
+// etcd's server (the origin links the etcd client only; the embedded
+// members of the tests stay in the tests).
 var forbiddenDeps = []string{
 	"github.com/dtrcache/dtrcache/testenv",
 	"github.com/dtrcache/dtrcache/benchmarks",
 	"github.com/distribution/distribution/v3/registry",
+	"go.etcd.io/etcd/server",
+	"go.etcd.io/raft",
+	"go.etcd.io/bbolt",
 }
 
 // TestBinaryDependencies checks the whole dependency graph of the
