@@ -434,3 +434,25 @@ func TestListFilters(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestIDsSortByCreationWithinAMillisecond enqueues jobs with a clock that
+// stands still: their ids still sort in the order they were created, so
+// List is newest first.
+func TestIDsSortByCreationWithinAMillisecond(t *testing.T) {
+	now := time.Now()
+	q := &jobs.Queue{Store: newStore(t), Now: func() time.Time { return now }}
+	var want []string
+	for range 50 {
+		j, _ := enqueue(t, q, jobs.Spec{Action: "promote"})
+		want = append([]string{j.ID}, want...)
+	}
+	got, err := q.List(context.Background(), jobs.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i].ID != want[i] {
+			t.Fatalf("List[%d] = %s, want %s: ids made in one millisecond do not sort by creation", i, got[i].ID, want[i])
+		}
+	}
+}

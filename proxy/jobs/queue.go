@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dtrcache/dtrcache/proxy/state"
@@ -66,6 +67,12 @@ type Queue struct {
 	Hook Hook
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+
+	// idMu guards lastMS and seq, which order the ids made in one
+	// millisecond.
+	idMu   sync.Mutex
+	lastMS int64
+	seq    uint16
 }
 
 func (q *Queue) now() time.Time {
@@ -75,11 +82,23 @@ func (q *Queue) now() time.Time {
 	return time.Now().UTC()
 }
 
-// newID returns an id that sorts by creation time.
-func newID(t time.Time) string {
+// newID returns an id that sorts by creation time: the millisecond, a
+// sequence number that orders the ids this queue makes within one
+// millisecond, and random bytes that keep replicas' ids apart.
+func (q *Queue) newID(t time.Time) string {
+	ms := t.UnixMilli()
+	q.idMu.Lock()
+	if ms <= q.lastMS {
+		ms = q.lastMS
+		q.seq++
+	} else {
+		q.lastMS, q.seq = ms, 0
+	}
+	seq := q.seq
+	q.idMu.Unlock()
 	var b [4]byte
 	rand.Read(b[:])
-	return fmt.Sprintf("%012x-%s", t.UnixMilli(), hex.EncodeToString(b[:]))
+	return fmt.Sprintf("%012x-%04x%s", ms, seq, hex.EncodeToString(b[:]))
 }
 
 // Enqueue creates a job for spec, or, when spec.Key already has an open
@@ -116,7 +135,7 @@ func (q *Queue) Enqueue(ctx context.Context, spec Spec) (job Job, created bool, 
 		}
 		now := q.now()
 		j := Job{
-			ID: newID(now), Action: spec.Action, PolicyID: spec.PolicyID, Key: spec.Key, Params: params,
+			ID: q.newID(now), Action: spec.Action, PolicyID: spec.PolicyID, Key: spec.Key, Params: params,
 			State: Waiting, MaxAttempts: spec.MaxAttempts, CreatedAt: now, ScheduledAt: now, UpdatedAt: now,
 		}
 		if j.MaxAttempts <= 0 {
@@ -277,7 +296,7 @@ func (q *Queue) followUp(j Job) (*Job, []state.Op, []state.Cond, error) {
 	}
 	now := q.now()
 	n := Job{
-		ID: newID(now), Action: j.Action, PolicyID: j.PolicyID, Key: j.Key, Params: j.Params,
+		ID: q.newID(now), Action: j.Action, PolicyID: j.PolicyID, Key: j.Key, Params: j.Params,
 		State: Waiting, MaxAttempts: j.MaxAttempts, CreatedAt: now, ScheduledAt: now, UpdatedAt: now, FollowUpOf: j.ID,
 	}
 	n.logf(now, "info", "created: follow-up of job "+j.ID)
