@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -327,7 +328,7 @@ func parseUploadRange(h string) (int64, bool) {
 		return 0, false
 	}
 	last, err := strconv.ParseInt(b, 10, 64)
-	if err != nil || last < 0 {
+	if err != nil || last < 0 || last == math.MaxInt64 {
 		return 0, false
 	}
 	if last == 0 {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -341,13 +342,19 @@ func hostOf(ref Ref) string {
 
 // ListTags returns the tags of ref's repository (its Tag and Digest are
 // ignored), following the registry's Link pages.
-func ListTags(ctx context.Context, ref Ref) ([]string, error) {
+func ListTags(ctx context.Context, ref Ref) ([]string, error) { return listTags(ctx, ref, 1000) }
+
+// listTags is ListTags asking for pages of pageSize tags.
+func listTags(ctx context.Context, ref Ref, pageSize int) ([]string, error) {
 	if ref.Client == nil || ref.Repository == "" {
 		return nil, &Error{Op: "list tags", Ref: ref.String(), Err: permanent(errors.New("need a client and a repository"))}
 	}
 	var tags []string
-	req := upstream.Request{Method: http.MethodGet, Path: "/v2/" + ref.Repository + "/tags/list?n=1000", Scope: upstream.Scope(ref.Repository)}
-	for {
+	req := upstream.Request{Method: http.MethodGet, Path: "/v2/" + ref.Repository + "/tags/list?n=" + strconv.Itoa(pageSize), Scope: upstream.Scope(ref.Repository)}
+	for page := 0; ; page++ {
+		if page == maxTags/pageSize+1 {
+			return nil, wrap("list tags", ref.String(), errf(ErrTooLarge, "more than %d pages of tags", page))
+		}
 		resp, err := ref.Client.Do(ctx, req)
 		if err != nil {
 			return nil, wrap("list tags", ref.String(), err)
