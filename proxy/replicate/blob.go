@@ -40,34 +40,80 @@ func (c *copier) copyBlob(ctx context.Context, d Descriptor) error {
 		c.skipped(d)
 		return nil
 	}
-	var location string
+	idx := c.opt.Blobs
+	if idx == nil {
+		_, err := c.placeBlob(ctx, d, "")
+		return err
+	}
+	key := c.dst.Client.URLs()[0] + " " + d.Digest
+	known, err := idx.acquire(ctx, key)
+	if err != nil {
+		return err
+	}
+	placed := ""
+	defer func() { idx.release(key, placed) }()
+	placed, err = c.placeBlob(ctx, d, known)
+	if known != "" && placed == "" {
+		idx.forget(key)
+	}
+	return err
+}
+
+// placeBlob makes d present in the target repository and returns it ("" on
+// error). known, if set, is another target repository believed to hold d:
+// it is mounted from there.
+func (c *copier) placeBlob(ctx context.Context, d Descriptor, known string) (string, error) {
+	if known != "" && known != c.dst.Repository {
+		loc, mounted, err := c.mountBlob(ctx, d, known)
+		switch {
+		case err != nil && !refused(err):
+			return "", err
+		case mounted:
+			c.blobsMounted.Add(1)
+			c.progress.bytesSkipped.Add(d.Size)
+			return c.dst.Repository, nil
+		case loc != "":
+			return c.dst.Repository, c.upload(ctx, d, loc, true)
+		}
+	}
 	if c.mount {
-		loc, mounted, err := c.mountBlob(ctx, d)
+		loc, mounted, err := c.mountBlob(ctx, d, c.src.Repository)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if mounted {
 			c.blobsMounted.Add(1)
 			c.progress.bytesSkipped.Add(d.Size)
-			return nil
+			return c.dst.Repository, nil
 		}
 		if loc != "" { // refused: upload in the session the registry opened
-			return c.upload(ctx, d, loc, true)
+			return c.dst.Repository, c.upload(ctx, d, loc, true)
 		}
 	} else {
 		ok, err := hasBlob(ctx, c.dst.Client, c.dst.Repository, d.Digest)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if ok {
 			c.skipped(d)
-			return nil
+			return c.dst.Repository, nil
 		}
 	}
-	if cp, ok := c.resume[d.Digest]; ok && location == "" {
+	location := ""
+	if cp, ok := c.resume[d.Digest]; ok {
 		location = cp.Location
 	}
-	return c.upload(ctx, d, location, false)
+	if err := c.upload(ctx, d, location, false); err != nil {
+		return "", err
+	}
+	return c.dst.Repository, nil
+}
+
+// refused reports whether a mount attempt was turned down for want of
+// rights on the repository mounted from (the copy then uploads).
+func refused(err error) bool {
+	var se *upstream.StatusError
+	return errors.As(err, &se) && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden || se.Status == http.StatusNotFound)
 }
 
 // hasBlob HEADs a blob.
@@ -92,15 +138,14 @@ func (c *copier) skipped(d Descriptor) {
 	c.progress.bytesSkipped.Add(d.Size)
 }
 
-// mountBlob asks the target to link d from the source repository. A 201
-// means it is there (mounted now or before); a 202 means the registry
-// refused and opened an upload session instead, whose location is
-// returned.
-func (c *copier) mountBlob(ctx context.Context, d Descriptor) (location string, mounted bool, err error) {
-	q := url.Values{"mount": {d.Digest}, "from": {c.src.Repository}}
+// mountBlob asks the target to link d from its repository from. A 201 means it is there
+// (mounted now or before); a 202 means the registry refused and opened an
+// upload session instead, whose location is returned.
+func (c *copier) mountBlob(ctx context.Context, d Descriptor, from string) (location string, mounted bool, err error) {
+	q := url.Values{"mount": {d.Digest}, "from": {from}}
 	resp, err := c.dst.Client.Do(ctx, upstream.Request{
 		Method: http.MethodPost, Path: "/v2/" + c.dst.Repository + "/blobs/uploads/?" + q.Encode(),
-		Scope: upstream.MountScope(c.dst.Repository, c.src.Repository),
+		Scope: upstream.MountScope(c.dst.Repository, from),
 		Body:  noBody, ContentLength: 0,
 	})
 	if err != nil {

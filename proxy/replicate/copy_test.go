@@ -23,7 +23,7 @@ const (
 // seedIndex pushes a two-platform index as repo:tag with a signature
 // referrer on the index, an SBOM on the amd64 manifest and a signature of
 // that SBOM, and returns the index and the referrers' digests.
-func seedIndex(t *testing.T, r *reg, repo, tag string, seed uint64) (v1.ImageIndex, []v1.Hash) {
+func seedIndex(t testing.TB, r *reg, repo, tag string, seed uint64) (v1.ImageIndex, []v1.Hash) {
 	t.Helper()
 	idx := multiPlatform(t, seed)
 	pushIndex(t, r, repo+":"+tag, idx)
@@ -45,8 +45,8 @@ func seedIndex(t *testing.T, r *reg, repo, tag string, seed uint64) (v1.ImageInd
 // every pair of referrers support: distribution (tag scheme) and ggcr's
 // registry (referrers API), and checks the target has it all, byte-equal.
 func TestCopyWholeImage(t *testing.T) {
-	kinds := map[string]func(t *testing.T) *reg{
-		"distribution": func(t *testing.T) *reg { return startDistribution(t, testenv.RegistryOptions{}) },
+	kinds := map[string]func(t testing.TB) *reg{
+		"distribution": func(t testing.TB) *reg { return startDistribution(t, testenv.RegistryOptions{}) },
 		"referrersAPI": startGGCR,
 	}
 	for _, pair := range [][2]string{{"distribution", "distribution"}, {"referrersAPI", "distribution"}, {"distribution", "referrersAPI"}, {"referrersAPI", "referrersAPI"}} {

@@ -39,7 +39,7 @@ type reg struct {
 
 // startDistribution starts a distribution v3 registry (filesystem storage
 // in a temp dir, so uploads behave as in production).
-func startDistribution(t *testing.T, opt testenv.RegistryOptions) *reg {
+func startDistribution(t testing.TB, opt testenv.RegistryOptions) *reg {
 	t.Helper()
 	if opt.Dir == "" {
 		opt.Dir = t.TempDir()
@@ -54,7 +54,7 @@ func startDistribution(t *testing.T, opt testenv.RegistryOptions) *reg {
 
 // startGGCR starts go-containerregistry's registry with the OCI referrers
 // API turned on (distribution v3 has none), counted like the others.
-func startGGCR(t *testing.T) *reg {
+func startGGCR(t testing.TB) *reg {
 	t.Helper()
 	c := testenv.NewCounter(ggcrregistry.New(ggcrregistry.WithReferrersSupport(true), ggcrregistry.Logger(discardLogger())))
 	srv := httptest.NewServer(c)
@@ -64,7 +64,7 @@ func startGGCR(t *testing.T) *reg {
 
 // startBasic starts a distribution registry that wants Basic auth from
 // user/pass; the returned reg's clients send them.
-func startBasic(t *testing.T, user, pass string) *reg {
+func startBasic(t testing.TB, user, pass string) *reg {
 	t.Helper()
 	hash, err := policy.HashPassword(pass, 4)
 	if err != nil {
@@ -82,13 +82,13 @@ func startBasic(t *testing.T, user, pass string) *reg {
 // transport returns an HTTP transport whose idle connections are closed
 // when the test ends, before the registries stop (their Shutdown would
 // wait 5 s for a connection that was dialled but never used).
-func transport(t *testing.T) *http.Transport {
+func transport(t testing.TB) *http.Transport {
 	tr := upstream.NewTransport(nil)
 	t.Cleanup(tr.CloseIdleConnections)
 	return tr
 }
 
-func (r *reg) client(t *testing.T) *upstream.Client {
+func (r *reg) client(t testing.TB) *upstream.Client {
 	t.Helper()
 	c, err := upstream.New(upstream.Config{URLs: []string{r.URL}, Username: r.user, Password: r.pass, Transport: transport(t)})
 	if err != nil {
@@ -105,7 +105,7 @@ func (r *reg) opts(ctx context.Context) []remote.Option {
 	return o
 }
 
-func (r *reg) ref(t *testing.T, s string) name.Reference {
+func (r *reg) ref(t testing.TB, s string) name.Reference {
 	t.Helper()
 	ref, err := name.ParseReference(r.Host+"/"+s, name.Insecure)
 	if err != nil {
@@ -115,7 +115,7 @@ func (r *reg) ref(t *testing.T, s string) name.Reference {
 }
 
 // platformImage is a small generated image for one platform.
-func platformImage(t *testing.T, seed uint64, layers int, size int64, os, arch string) v1.Image {
+func platformImage(t testing.TB, seed uint64, layers int, size int64, os, arch string) v1.Image {
 	t.Helper()
 	img, err := testenv.GenerateImage(testenv.ImageSpec{Layers: layers, LayerSize: size, Seed: seed})
 	if err != nil {
@@ -136,7 +136,7 @@ func platformImage(t *testing.T, seed uint64, layers int, size int64, os, arch s
 
 // multiPlatform builds an OCI index of linux/amd64 and linux/arm64 images
 // that share their first layer.
-func multiPlatform(t *testing.T, seed uint64) v1.ImageIndex {
+func multiPlatform(t testing.TB, seed uint64) v1.ImageIndex {
 	t.Helper()
 	base := platformImage(t, seed, 1, 64<<10, "linux", "amd64")
 	baseLayers, _ := base.Layers()
@@ -162,7 +162,7 @@ func multiPlatform(t *testing.T, seed uint64) v1.ImageIndex {
 // referrer builds an OCI artifact with artifact type at (as config media
 // type, which the referrers API reports) and one payload layer, whose
 // subject is desc.
-func referrer(t *testing.T, desc v1.Descriptor, at string, payloadType types.MediaType, payload []byte, ann map[string]string) v1.Image {
+func referrer(t testing.TB, desc v1.Descriptor, at string, payloadType types.MediaType, payload []byte, ann map[string]string) v1.Image {
 	t.Helper()
 	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{Layer: static.NewLayer(payload, payloadType)})
 	if err != nil {
@@ -175,7 +175,7 @@ func referrer(t *testing.T, desc v1.Descriptor, at string, payloadType types.Med
 	return mutate.Subject(img, desc).(v1.Image)
 }
 
-func descriptorOf(t *testing.T, x interface {
+func descriptorOf(t testing.TB, x interface {
 	MediaType() (types.MediaType, error)
 	Digest() (v1.Hash, error)
 	Size() (int64, error)
@@ -191,7 +191,7 @@ func descriptorOf(t *testing.T, x interface {
 }
 
 // pushIndex writes idx to r as repoTag with go-containerregistry.
-func pushIndex(t *testing.T, r *reg, repoTag string, idx v1.ImageIndex) {
+func pushIndex(t testing.TB, r *reg, repoTag string, idx v1.ImageIndex) {
 	t.Helper()
 	if err := remote.WriteIndex(r.ref(t, repoTag), idx, r.opts(context.Background())...); err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func pushIndex(t *testing.T, r *reg, repoTag string, idx v1.ImageIndex) {
 }
 
 // pushImage writes img to r as repoTag (or repo@digest for a referrer).
-func pushImage(t *testing.T, r *reg, repoTag string, img v1.Image) {
+func pushImage(t testing.TB, r *reg, repoTag string, img v1.Image) {
 	t.Helper()
 	if err := remote.Write(r.ref(t, repoTag), img, r.opts(context.Background())...); err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func pushImage(t *testing.T, r *reg, repoTag string, img v1.Image) {
 }
 
 // rawManifest GETs a manifest's bytes and media type with ggcr.
-func rawManifest(t *testing.T, r *reg, ref string) ([]byte, types.MediaType) {
+func rawManifest(t testing.TB, r *reg, ref string) ([]byte, types.MediaType) {
 	t.Helper()
 	d, err := remote.Get(r.ref(t, ref), r.opts(context.Background())...)
 	if err != nil {
@@ -219,7 +219,7 @@ func rawManifest(t *testing.T, r *reg, ref string) ([]byte, types.MediaType) {
 // sameImage checks that dst has src's image byte for byte: every manifest
 // equal with its media type, every blob present and valid (ggcr's validate
 // reads and hashes them all).
-func sameImage(t *testing.T, src *reg, srcRef string, dst *reg, dstRef string) {
+func sameImage(t testing.TB, src *reg, srcRef string, dst *reg, dstRef string) {
 	t.Helper()
 	a, amt := rawManifest(t, src, srcRef)
 	b, bmt := rawManifest(t, dst, dstRef)
@@ -260,7 +260,7 @@ func sameImage(t *testing.T, src *reg, srcRef string, dst *reg, dstRef string) {
 
 // referrerDigests lists the referrers ggcr finds for subject in r (through
 // the API or the tag scheme, as ggcr itself falls back).
-func referrerDigests(t *testing.T, r *reg, repo string, subject v1.Hash) map[string]string {
+func referrerDigests(t testing.TB, r *reg, repo string, subject v1.Hash) map[string]string {
 	t.Helper()
 	d, err := name.NewDigest(r.Host+"/"+repo+"@"+subject.String(), name.Insecure)
 	if err != nil {
@@ -283,7 +283,7 @@ func referrerDigests(t *testing.T, r *reg, repo string, subject v1.Hash) map[str
 
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
 
-func must[T any](t *testing.T) func(T, error) T {
+func must[T any](t testing.TB) func(T, error) T {
 	return func(v T, err error) T {
 		t.Helper()
 		if err != nil {
@@ -294,7 +294,7 @@ func must[T any](t *testing.T) func(T, error) T {
 }
 
 // dockerTyped gives img Docker v2 media types.
-func dockerTyped(t *testing.T, img v1.Image) v1.Image {
+func dockerTyped(t testing.TB, img v1.Image) v1.Image {
 	t.Helper()
 	layers := must[[]v1.Layer](t)(img.Layers())
 	cf := must[*v1.ConfigFile](t)(img.ConfigFile())

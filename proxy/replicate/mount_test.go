@@ -3,6 +3,7 @@ package replicate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -134,5 +135,46 @@ func TestBearerBetweenRegistries(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), se.Code) || !strings.Contains(err.Error(), "staging/app") {
 		t.Fatalf("message %q lacks the code or the repository", err)
+	}
+}
+
+// TestBlobIndexSharesUploads copies four images that share a base layer
+// into four repositories of another registry at once, with one BlobIndex:
+// the base crosses once and is mounted into the other repositories.
+func TestBlobIndexSharesUploads(t *testing.T) {
+	src, dst := startDistribution(t, testenv.RegistryOptions{}), startDistribution(t, testenv.RegistryOptions{})
+	set, err := testenv.GenerateImageSet(testenv.ImageSetSpec{Images: 4, BaseSize: 2 << 20, OwnLayers: 1, OwnSize: 256 << 10, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Push(context.Background(), src.Host, "team/app", testenv.RemoteOptions{Transport: src.tr}); err != nil {
+		t.Fatal(err)
+	}
+	scl, dcl := src.client(t), dst.client(t)
+	blobs := NewBlobIndex(0)
+	results := make([]Result, len(set.Images))
+	errs := make(chan error, len(set.Images))
+	for k := range set.Images {
+		go func() {
+			var err error
+			results[k], err = Copy(context.Background(), Ref{Client: scl, Repository: fmt.Sprintf("team/app-%d", k), Tag: "1.0"},
+				Ref{Client: dcl, Repository: fmt.Sprintf("mirror/app-%d", k), Tag: "1.0"}, Options{Blobs: blobs})
+			errs <- err
+		}()
+	}
+	var sent int64
+	mounted := 0
+	for range set.Images {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, r := range results {
+		sent += r.BytesCopied
+		mounted += r.BlobsMounted
+		sameImage(t, src, fmt.Sprintf("team/app-%d:1.0", k), dst, fmt.Sprintf("mirror/app-%d:1.0", k))
+	}
+	if sent != set.UniqueBytes || mounted != len(set.Images)-1 {
+		t.Fatalf("sent %d bytes (unique %d), %d mounts; want the unique bytes and %d mounts", sent, set.UniqueBytes, mounted, len(set.Images)-1)
 	}
 }

@@ -32,6 +32,10 @@ type Options struct {
 	// SBOMs, attestations) and without cosign's sha256-<hex>.sig/.att/.sbom
 	// tags.
 	SkipReferrers bool
+	// Blobs, if set, is shared with other copies to the same target
+	// registry: a blob one of them put there is mounted into this copy's
+	// repository instead of sent again, and one in flight is waited for.
+	Blobs *BlobIndex
 	// Progress, if set, is updated while the copy runs.
 	Progress *Progress
 	// Checkpoint, if set, is called with the state of each blob upload at
