@@ -138,11 +138,15 @@ func (c *copier) run(ctx context.Context) (Result, error) {
 	if err := c.copyBlobs(ctx, top); err != nil {
 		return c.result(top), err
 	}
-	// Child manifests, then referrers (theirs included), then the image.
+	// Child manifests (Concurrency at a time), then referrers (theirs
+	// included), then the image.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.opt.Concurrency)
 	for _, ch := range top.children {
-		if err := c.pushTree(ctx, ch); err != nil {
-			return c.result(top), err
-		}
+		g.Go(func() error { return c.pushTree(gctx, ch) })
+	}
+	if err := g.Wait(); err != nil {
+		return c.result(top), err
 	}
 	if err := c.pushReferrers(ctx, top); err != nil {
 		return c.result(top), err
