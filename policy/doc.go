@@ -51,6 +51,27 @@
 // a short reason for the audit log. The rule types have yaml tags but the
 // package parses no YAML; the cmd package does.
 //
+// # Promotion and mirroring policies
+//
+// The pure half of DTR's promotion, push-mirroring and poll-mirroring
+// policies lives here; the copy engine gathers what it needs from the
+// registries and asks. Image is the contract between them: what the
+// engine learnt about one tag (platforms, labels, annotations, created
+// time, whether a signature is attached, the counts of the attached scan
+// report). CompileRules checks a policy's rules (DTR's {field, operator,
+// values}) when it is saved, reporting every bad one with its index, and
+// returns a Matcher that evaluates them. Semantic version ranges (Range)
+// follow npm's node-semver, pre-release rule included. TagTemplate
+// expands DTR's tag templates (%n and strftime codes) and refuses results
+// that are not OCI tags. ParseScanReport counts the vulnerabilities of a
+// cosign vulnerability attestation (bare, in a DSSE envelope or a Sigstore
+// bundle) or of a Trivy or Grype JSON report; IsSignature and IsScanReport
+// classify referrers. PromotionPolicy, PushMirroringPolicy and
+// PollMirroringPolicy are the policy definitions with DTR's JSON keys and
+// a Validate that reports every problem by key; their password is
+// write-only. DetectPromotionCycle refuses a promotion policy that would
+// close a loop of repositories.
+//
 // # Conventions
 //
 // The package keeps no mutable package-level state. Clocks and random

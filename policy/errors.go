@@ -29,3 +29,36 @@ var (
 	// authenticate. Unknown users and wrong passwords get the same error.
 	ErrBadCredentials = errors.New("policy: bad credentials")
 )
+
+// Errors returned by the rules, templates, scan reports and policy
+// definitions. Like the ones above they are always wrapped with context.
+var (
+	// ErrInvalidRule means a rule failed to compile: unknown field or
+	// operator, wrong number of values, or a value that does not parse. The
+	// message names the rule by index, field and operator.
+	ErrInvalidRule = errors.New("policy: invalid rule")
+	// ErrInvalidVersion means a string is not a semantic version.
+	ErrInvalidVersion = errors.New("policy: invalid semantic version")
+	// ErrInvalidRange means a string is not a semantic version range.
+	ErrInvalidRange = errors.New("policy: invalid semver range")
+	// ErrInvalidTagTemplate means a tag template does not parse. The message
+	// names the position of the problem.
+	ErrInvalidTagTemplate = errors.New("policy: invalid tag template")
+	// ErrInvalidTag means a tag template expanded to something that is not
+	// a valid OCI tag. The message names the template, the input tag and the
+	// result.
+	ErrInvalidTag = errors.New("policy: tag template gives an invalid tag")
+	// ErrNotScanReport means a referrer is well formed but is not a
+	// vulnerability report (an SBOM, a provenance attestation, another JSON
+	// document), so it says nothing about vulnerabilities.
+	ErrNotScanReport = errors.New("policy: not a vulnerability scan report")
+	// ErrInvalidScanReport means a referrer looks like a vulnerability
+	// report but is malformed or too large.
+	ErrInvalidScanReport = errors.New("policy: invalid scan report")
+	// ErrInvalidPolicy means a promotion or mirroring policy failed
+	// validation. Each problem names its JSON key.
+	ErrInvalidPolicy = errors.New("policy: invalid policy")
+	// ErrPromotionCycle means promotion policies would form a loop of
+	// repositories. The message names the loop and the policies on it.
+	ErrPromotionCycle = errors.New("policy: promotion policies form a loop")
+)
