@@ -40,6 +40,7 @@ func runCache(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&f.name, "name", envOr("DTRCACHE_NAME", ""), "cache name at the origin, overrides name (env DTRCACHE_NAME)")
 	fs.StringVar(&f.logLevel, "log-level", envOr("DTRCACHE_LOG_LEVEL", ""), "debug, info, warn or error (env DTRCACHE_LOG_LEVEL)")
 	fs.StringVar(&f.logFormat, "log-format", envOr("DTRCACHE_LOG_FORMAT", ""), "json or console (env DTRCACHE_LOG_FORMAT)")
+	check := fs.Bool("check", false, "check the configuration and the files it names, then exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -52,6 +53,10 @@ func runCache(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err != nil {
 		fmt.Fprintf(stderr, "dtrcache cache: %v\n", err)
 		return 2
+	}
+	if *check {
+		fmt.Fprintf(stdout, "dtrcache cache: %s: configuration OK\n", f.config)
+		return 0
 	}
 	log, err := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
 	if err != nil {

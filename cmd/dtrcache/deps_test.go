@@ -9,17 +9,22 @@ import (
 
 // forbiddenDeps are the packages the production binary must not link: the
 // test environment (in-process registries, the WAN emulator, the demo),
-// the benchmark harness, and distribution's registry server, whose
-// handlers bring redis, OpenTelemetry and logrus clients along, and
-// etcd's server (the origin links the etcd client only; the embedded
-// members of the tests stay in the tests).
+// the benchmark harness, distribution's registry server, whose handlers
+// bring redis, OpenTelemetry and logrus clients along, etcd's server (the
+// origin links the etcd client only; the embedded members of the tests
+// stay in the tests), and the Kubernetes API types the Helm chart's tests
+// decode with (deploy/helm).
 var forbiddenDeps = []string{
 	"github.com/dtrcache/dtrcache/testenv",
 	"github.com/dtrcache/dtrcache/benchmarks",
+	"github.com/dtrcache/dtrcache/deploy",
 	"github.com/distribution/distribution/v3/registry",
 	"go.etcd.io/etcd/server",
 	"go.etcd.io/raft",
 	"go.etcd.io/bbolt",
+	"k8s.io/api",
+	"k8s.io/apimachinery",
+	"github.com/prometheus-operator/prometheus-operator",
 }
 
 // TestBinaryDependencies checks the whole dependency graph of the

@@ -12,11 +12,12 @@ import (
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "Usage: dtrcache keys generate|list|jwks --dir DIR")
+		fmt.Fprintln(stderr, "Usage: dtrcache keys generate|list|jwks|import --dir DIR")
 		return 2
 	}
 	fs := newFlagSet("keys "+args[0], "keys "+args[0]+" --dir DIR", stderr)
 	dir := fs.String("dir", envOr("DTRCACHE_KEYS_DIR", ""), "key directory (env DTRCACHE_KEYS_DIR)")
+	from := fs.String("from", "", "import: the directory to copy the keys from (a mounted Kubernetes Secret)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -62,7 +63,15 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "%s%s\n", k.Kid, mark)
 		}
 		return 0
+	case "import":
+		n, signing, err := importKeys(*from, *dir)
+		if err != nil {
+			fmt.Fprintf(stderr, "dtrcache keys import: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "imported %d key files into %s; signing key %s\n", n, *dir, signing)
+		return 0
 	}
-	fmt.Fprintf(stderr, "dtrcache keys: unknown subcommand %q (generate, list, jwks)\n", args[0])
+	fmt.Fprintf(stderr, "dtrcache keys: unknown subcommand %q (generate, list, jwks, import)\n", args[0])
 	return 2
 }

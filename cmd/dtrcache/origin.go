@@ -29,6 +29,7 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	addr := fs.String("addr", envOr("DTRCACHE_ADDR", ""), "listen address, overrides http.addr (env DTRCACHE_ADDR)")
 	level := fs.String("log-level", envOr("DTRCACHE_LOG_LEVEL", ""), "debug, info, warn or error (env DTRCACHE_LOG_LEVEL)")
 	format := fs.String("log-format", envOr("DTRCACHE_LOG_FORMAT", ""), "json or console (env DTRCACHE_LOG_FORMAT)")
+	check := fs.Bool("check", false, "check the configuration, the files it names, the users, access rules and keys, then exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -38,9 +39,16 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	cfg, err := loadOriginConfig(*path, *addr, *level, *format)
+	if err == nil && *check {
+		err = checkOriginFiles(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "dtrcache origin: %v\n", err)
 		return 2
+	}
+	if *check {
+		fmt.Fprintf(stdout, "dtrcache origin: %s: configuration OK\n", *path)
+		return 0
 	}
 	log, err := newLogger(cfg.Log.Level, cfg.Log.Format, stderr)
 	if err != nil {
@@ -75,6 +83,28 @@ func loadOriginConfig(path, addr, level, format string) (*config.Origin, error) 
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil
+}
+
+// checkOriginFiles reads what the origin reads at start: the users, the
+// access rules and (unless keys.generate) the signing keys.
+func checkOriginFiles(cfg *config.Origin) error {
+	var p config.Problems
+	if b, err := os.ReadFile(cfg.Auth.Htpasswd); err != nil {
+		p.Add("auth.htpasswd", "%v", err)
+	} else if _, err := policy.ParseHtpasswd(b); err != nil {
+		p.Add("auth.htpasswd", "%v", err)
+	}
+	if _, err := config.LoadAccess(cfg.Policy); err != nil {
+		p.Add("policy", "%v", err)
+	}
+	if !cfg.Keys.Generate {
+		if signing, _, err := policy.LoadKeyDir(cfg.Keys.Dir); err != nil {
+			p.Add("keys.dir", "%v", err)
+		} else if signing == nil {
+			p.Add("keys.dir", "no private key: the origin cannot sign tokens")
+		}
+	}
+	return p.Err()
 }
 
 // serveOrigin builds the origin from cfg and serves until ctx ends. ln, if

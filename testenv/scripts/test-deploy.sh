@@ -45,6 +45,27 @@ else
 	echo "SKIP: systemd units: no systemd-analyze on this machine"
 fi
 
+# ---- Helm chart
+helm=$(command -v helm || echo "$(go env GOPATH)/bin/helm")
+[ -x "$helm" ] || fail "helm not installed (make deps installs it)"
+chart=deploy/helm/dtrcache
+for f in dtrcache.rules.yml dtrcache.alerts.yml; do
+	cmp -s "deploy/prometheus/$f" "$chart/files/$f" || fail "$chart/files/$f differs from deploy/prometheus/$f (copy it)"
+done
+for set in "" deploy/helm/testdata/*.yaml; do
+	args=(--kube-version 1.31.0)
+	[ -z "$set" ] || args+=(-f "$set")
+	"$helm" lint --strict "$chart" "${args[@]}" >"$WORK/helm.log" 2>&1 || { cat "$WORK/helm.log"; fail "helm lint ${set:-(defaults)}"; }
+	"$helm" template t "$chart" "${args[@]}" >"$WORK/rendered.yaml" 2>"$WORK/helm.log" || { cat "$WORK/helm.log"; fail "helm template ${set:-(defaults)}"; }
+	pass "helm lint and template ${set:-(defaults)}: $(grep -c '^kind:' "$WORK/rendered.yaml") objects"
+done
+for set in deploy/helm/testdata/refused/*.yaml; do
+	want=$(sed -n '1s/^# want: //p' "$set")
+	if out=$("$helm" template t "$chart" --kube-version 1.31.0 -f "$set" 2>&1); then fail "helm template accepted $set"; fi
+	[[ $out == *"$want"* ]] || fail "$set: $out (want: $want)"
+done
+pass "helm refuses $(ls deploy/helm/testdata/refused/*.yaml | wc -l) bad value sets"
+
 # ---- Prometheus rules
 command -v promtool >/dev/null 2>&1 || fail "promtool not installed (Debian package prometheus; make deps installs it)"
 promtool check rules deploy/prometheus/dtrcache.rules.yml deploy/prometheus/dtrcache.alerts.yml >"$WORK/promtool.log" 2>&1 ||
