@@ -185,7 +185,6 @@ func checkOrigin(cfg *config.Origin) error {
 	for _, req := range []struct{ key, value, why string }{
 		{"auth.htpasswd", cfg.Auth.Htpasswd, "an htpasswd file of bcrypt hashes"},
 		{"policy", cfg.Policy, "the repository access rules file"},
-		{"data_dir", cfg.DataDir, "where caches and user settings are stored"},
 		{"keys.dir", cfg.Keys.Dir, "create a key with `dtrcache keys generate --dir DIR`"},
 	} {
 		if req.value == "" {
@@ -195,6 +194,7 @@ func checkOrigin(cfg *config.Origin) error {
 	if ttl := cfg.Keys.TokenTTL.D(); ttl != 0 && (ttl < 10*time.Second || ttl > time.Hour) {
 		p.Add("keys.token_ttl", "between 10s and 1h, got %s", ttl)
 	}
+	checkState(&p, cfg)
 	return p.Err()
 }
 

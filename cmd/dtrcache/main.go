@@ -34,7 +34,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"cache", "serve a cache: redirect target of the origin, pull-through mirror, HTTPS_PROXY", runCache},
-		{"origin", "serve the origin gateway in front of a registry", runOrigin},
+		{"origin", "serve the origin gateway in front of a registry (origin migrate: its state to etcd)", runOrigin},
 		{"keys", "manage the origin's token signing keys (generate, list, jwks)", runKeys},
 		{"htpasswd", "print a bcrypt htpasswd line for a user (password on stdin)", runHtpasswd},
 		{"ca", "manage the forward proxy's office CA (init, cert)", runCA},

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
@@ -24,7 +23,10 @@ import (
 )
 
 func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("origin", "origin --config origin.yml [flags]", stderr)
+	if len(args) > 0 && args[0] == "migrate" {
+		return runOriginMigrate(ctx, args[1:], stdout, stderr)
+	}
+	fs := newFlagSet("origin", "origin --config origin.yml [flags]\n       dtrcache origin migrate --from badger:DIR --to etcd:URL[,URL…] (move the state to etcd; -h for its flags)", stderr)
 	path := fs.String("config", envOr("DTRCACHE_CONFIG", ""), "configuration file (env DTRCACHE_CONFIG)")
 	addr := fs.String("addr", envOr("DTRCACHE_ADDR", ""), "listen address, overrides http.addr (env DTRCACHE_ADDR)")
 	level := fs.String("log-level", envOr("DTRCACHE_LOG_LEVEL", ""), "debug, info, warn or error (env DTRCACHE_LOG_LEVEL)")
@@ -138,13 +140,12 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 	if err := keys.Reload(); err != nil {
 		return fmt.Errorf("keys.dir: %w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("data_dir: %w", err)
-	}
-	db, err := origin.OpenDB(filepath.Join(cfg.DataDir, "db"))
+	store, err := openState(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("data_dir: %w", err)
+		return err
 	}
+	defer store.Close()
+	db := origin.NewDB(store, log.Named("state"))
 	defer db.Close()
 	backend, _ := url.Parse(cfg.Backend.URL)
 	backendTLS, err := tlsConfig(cfg.Backend.CAs)
@@ -181,11 +182,12 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 			return fmt.Errorf("http.addr: %w", err)
 		}
 	}
-	ready := func(context.Context) error {
-		if _, err := db.Caches(); err != nil {
-			return err
-		}
-		return nil
+	// Ready: the views are loaded and the store answers (etcd: a quorum
+	// read), promptly, so a load balancer's probe gets an answer.
+	ready := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		return db.Ready(ctx)
 	}
 	handler := serve.Instrument(log.Named("access"), serve.NewHTTPMetrics(reg), serve.Mux(srv, ready, reg))
 	g, gctx := errgroup.WithContext(ctx)

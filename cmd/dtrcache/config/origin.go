@@ -15,6 +15,7 @@ type Origin struct {
 	Auth     Auth           `yaml:"auth"`
 	Policy   string         `yaml:"policy"`
 	DataDir  string         `yaml:"data_dir"`
+	State    State          `yaml:"state"`
 	Keys     KeysDir        `yaml:"keys"`
 	Caches   Probes         `yaml:"caches"`
 	Shutdown units.Duration `yaml:"shutdown_grace"`
@@ -102,6 +103,7 @@ func (o *Origin) Normalize() error {
 	o.Log.normalize(&p)
 	o.Backend.Password = secret(o.Backend.Password, o.Backend.PasswordFile, "backend.password", &p)
 	o.Backend.PasswordFile = ""
+	o.State.normalize(&p)
 	if o.Keys.Reload == 0 {
 		o.Keys.Reload = units.Duration(DefaultKeyReload)
 	}
@@ -124,6 +126,7 @@ func (o *Origin) Files() []File {
 	add("http.tls.key", o.HTTP.TLS.Key)
 	add("auth.htpasswd", o.Auth.Htpasswd)
 	add("policy", o.Policy)
+	o.State.files(add)
 	for i, ca := range o.Backend.CAs {
 		add(fmt.Sprintf("backend.cas[%d]", i), ca)
 	}

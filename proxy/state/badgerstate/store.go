@@ -33,6 +33,10 @@ const (
 	watchBuffer = 4096
 )
 
+// ErrLocked: another process has the database open (Badger locks its
+// directory), such as an origin that is still running.
+var ErrLocked = errors.New("badgerstate: the database is in use by another process")
+
 // Store is a state.Store on Badger. It is safe for concurrent use.
 type Store struct {
 	db *badger.DB
@@ -62,6 +66,11 @@ func Open(dir string) (*Store, error) {
 	opt := badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(8 << 20).WithValueThreshold(64 << 10).WithNumMemtables(2).
 		WithBlockCacheSize(4 << 20).WithValueLogFileSize(16 << 20).WithSyncWrites(true).WithMetricsEnabled(false)
 	db, err := badger.Open(opt)
+	// Badger keeps only the text of its lock error (TestOpenLockedDirectory
+	// pins it).
+	if err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		return nil, fmt.Errorf("badgerstate: open %s: %w (%v)", dir, ErrLocked, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("badgerstate: open %s: %w", dir, err)
 	}

@@ -3,6 +3,7 @@ package badgerstate_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -109,4 +110,16 @@ func TestMigratesLegacyDatabase(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+func TestOpenLockedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s, err := badgerstate.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := badgerstate.Open(dir); !errors.Is(err, badgerstate.ErrLocked) {
+		t.Fatalf("second open of %s: %v, want ErrLocked", dir, err)
+	}
 }

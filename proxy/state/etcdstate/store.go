@@ -301,3 +301,16 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// KeyCount returns how many etcd keys live under the store's prefix:
+// the state's keys and the claims of running replicas.
+func (s *Store) KeyCount(ctx context.Context) (int64, error) {
+	if err := s.begin(ctx); err != nil {
+		return 0, err
+	}
+	resp, err := s.client.Get(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, s.wrap(ctx, "count keys", err)
+	}
+	return resp.Count, nil
+}
