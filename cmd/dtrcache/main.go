@@ -38,6 +38,7 @@ func commands() []command {
 		{"keys", "manage the origin's token signing keys (generate, list, jwks)", runKeys},
 		{"htpasswd", "print a bcrypt htpasswd line for a user (password on stdin)", runHtpasswd},
 		{"ca", "manage the forward proxy's office CA (init, cert)", runCA},
+		{"policy", "see and run promotion and mirroring policies of an origin (list, plan, run, jobs)", runPolicy},
 		{"warm", "pre-fill a cache with images", runWarm},
 		{"probe", "GET a URL, exit 0 on 2xx (container health checks)", runProbe},
 		{"version", "print the version", runVersion},

@@ -15,6 +15,7 @@ import (
 	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/origin"
 	"github.com/dtrcache/dtrcache/proxy/serve"
+	"github.com/dtrcache/dtrcache/proxy/state/badgerstate"
 	"github.com/dtrcache/dtrcache/proxy/upstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -165,7 +166,18 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 	}
 	transport := upstream.NewTransport(backendTLS)
 	transport.ResponseHeaderTimeout = 5 * time.Minute // pushes of large blobs finish before the backend answers
+	local, err := upstream.New(upstream.Config{URLs: []string{cfg.Backend.URL}, Username: cfg.Backend.Username, Password: cfg.Backend.Password,
+		Transport: transport, UserAgent: "dtrcache/" + version})
+	if err != nil {
+		return fmt.Errorf("backend.url: %w", err)
+	}
+	engine, err := newPolicyEngine(ctx, cfg, store, local, access, reg, nil, log)
+	if err != nil {
+		return err
+	}
 	srv, err := origin.New(origin.Config{
+		Pushed:  func(ctx context.Context, p origin.Push) { engine.svc.OnPush(ctx, p.Repository, p.Tag, p.Digest) },
+		API:     engine.svc.Handler(origin.Authenticator{Users: users, Realm: cfg.Auth.Realm}, log.Named("audit")),
 		Backend: backend, BackendUser: cfg.Backend.Username, BackendPassword: cfg.Backend.Password, Transport: transport,
 		Users: users, Access: access, Keys: keys, DB: db, Prober: prober, Realm: cfg.Auth.Realm,
 		Logger: log, Audit: log.Named("audit"), Metrics: origin.NewMetrics(reg), PrefetchHints: *cfg.Caches.PrefetchHints,
@@ -196,6 +208,7 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 		return s.Serve(gctx, ln)
 	})
 	g.Go(func() error { prober.Run(gctx); return nil })
+	g.Go(func() error { return engine.run(gctx) })
 	g.Go(func() error {
 		t := time.NewTicker(cfg.Keys.Reload.D())
 		defer t.Stop()

@@ -43,6 +43,10 @@ func (s *Server) apiHandler() http.Handler {
 		mux.HandleFunc(m+" /api/v0/accounts/{user}/settings", s.withUser(false, s.setSettings))
 	}
 	mux.HandleFunc("/api/v0/", func(w http.ResponseWriter, r *http.Request) {
+		if s.c.API != nil {
+			s.c.API.ServeHTTP(w, r)
+			return
+		}
 		s.fail(w, r, regapi.NewError(http.StatusNotFound, "NOT_FOUND", "unknown API endpoint"))
 	})
 	return mux

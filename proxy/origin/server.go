@@ -47,6 +47,14 @@ type Config struct {
 	// image manifest the user GETs (with one token per blob), so the cache
 	// starts filling them before the client asks.
 	PrefetchHints bool
+	// Pushed, if set, is called for every manifest PUT the backend
+	// accepted (201), before the client gets the answer: the policy engine
+	// queues its jobs there, the event log records the push.
+	Pushed func(ctx context.Context, p Push)
+	// API, if set, serves the /api/v0 paths the origin's own API does not
+	// know (policies, jobs, webhooks); they authenticate with
+	// Authenticator.
+	API http.Handler
 }
 
 // Server is the origin's HTTP handler.
@@ -211,6 +219,9 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(context.WithValue(r.Context(), hintKey{}, hintTarget{cache: c, user: id.user, repo: route.Name}))
 		}
 	}
+	if p, ok := pushOf(r, route, id.user); ok {
+		r = r.WithContext(context.WithValue(r.Context(), pushKey{}, p))
+	}
 	s.proxy.ServeHTTP(w, r)
 }
 
@@ -366,6 +377,7 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 		return errors.New("backend refused the origin's credentials")
 	}
 	resp.Header.Del("WWW-Authenticate")
+	s.notePush(resp)
 	if t, ok := resp.Request.Context().Value(hintKey{}).(hintTarget); ok && resp.StatusCode == http.StatusOK &&
 		resp.ContentLength >= 0 && resp.ContentLength <= regapi.MaxManifestSize {
 		body, err := io.ReadAll(resp.Body)

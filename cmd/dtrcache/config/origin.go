@@ -18,7 +18,36 @@ type Origin struct {
 	State    State          `yaml:"state"`
 	Keys     KeysDir        `yaml:"keys"`
 	Caches   Probes         `yaml:"caches"`
+	Policies Policies       `yaml:"policies"`
 	Shutdown units.Duration `yaml:"shutdown_grace"`
+}
+
+// Policies configures promotion and mirroring policies and their jobs.
+type Policies struct {
+	// File is a policy file loaded at start (GitOps): the policies it
+	// declares are kept exactly as written; the API cannot change them.
+	File string `yaml:"file"`
+	// Workers is how many jobs this origin runs at once (0: 4).
+	Workers int `yaml:"workers"`
+	// Concurrency is how many blobs one copy moves at once (0: 4).
+	Concurrency int `yaml:"concurrency"`
+	// Bandwidth caps each copy's bytes per second (0: no cap).
+	Bandwidth units.Size `yaml:"bandwidth"`
+	// MaxAttempts bounds the runs of a job that fails transiently (0: 10).
+	MaxAttempts int `yaml:"max_attempts"`
+	// Retention is how long finished jobs are kept (0: 720h).
+	Retention units.Duration `yaml:"retention"`
+	// AllowedRemotes, if set, are the only remote registries mirroring
+	// policies may name (host, host:port or *.domain).
+	AllowedRemotes []string `yaml:"allowed_remotes"`
+	// AllowPrivate are CIDRs of loopback, private or link-local addresses
+	// remote registries may have (refused otherwise).
+	AllowPrivate []string `yaml:"allow_private"`
+	// SecretKey is the file of the key that seals remote passwords in the
+	// state store (default <data_dir>/secrets.key, made if missing).
+	SecretKey string `yaml:"secret_key"`
+	// Timezone is where tag templates tell the time (default UTC).
+	Timezone string `yaml:"timezone"`
 }
 
 // Backend is the registry behind the origin.
@@ -133,5 +162,6 @@ func (o *Origin) Files() []File {
 	for i, ca := range o.Caches.CAs {
 		add(fmt.Sprintf("caches.cas[%d]", i), ca)
 	}
+	add("policies.file", o.Policies.File)
 	return fs
 }

@@ -1,0 +1,254 @@
+package policies
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dtrcache/dtrcache/policy"
+	"github.com/dtrcache/dtrcache/proxy/jobs"
+	"github.com/dtrcache/dtrcache/proxy/netguard"
+	"github.com/dtrcache/dtrcache/proxy/state"
+	"github.com/dtrcache/dtrcache/proxy/upstream"
+	"go.uber.org/zap"
+)
+
+// Config configures the policy service.
+type Config struct {
+	// Store keeps policies, secrets and poll schedules; Queue the jobs
+	// (on the same store).
+	Store state.Store
+	Queue *jobs.Queue
+	// Local is the origin's backend registry, with the origin's own
+	// credentials: promotions copy within it (blobs mounted), mirrors copy
+	// to and from it.
+	Local *upstream.Client
+	// Secrets seals remote passwords.
+	Secrets *Secrets
+	// Guard checks every address a remote registry resolves to
+	// (loopback, private and link-local refused unless allowed).
+	Guard *netguard.Dialer
+	// RemoteHosts, if not empty, are the only remote registries mirroring
+	// policies may name.
+	RemoteHosts RemoteHosts
+	// Access decides who may create and change policies.
+	Access *policy.Access
+	// Concurrency is how many blobs one copy moves at once (0: 4).
+	Concurrency int
+	// BandwidthLimit caps each copy's bytes per second (0: none).
+	BandwidthLimit int64
+	// Location is the time zone of tag templates (nil: UTC).
+	Location *time.Location
+	// UserAgent is sent to registries.
+	UserAgent string
+	// Pushed, if set, is told about every tag this service wrote into the
+	// local registry (a promotion, a poll mirror), as the origin is about
+	// pushes it proxies: for events. The service itself runs the policies
+	// of the target repository (chains).
+	Pushed func(ctx context.Context, repo, tag, digest string)
+	// Logger gets one line per decision.
+	Logger *zap.Logger
+	// Metrics, if set, counts copies.
+	Metrics *Metrics
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+	// PollCheckEvery is how often poll schedules are looked at (0: 5s).
+	PollCheckEvery time.Duration
+}
+
+// Service is the origin's policy engine: it stores policies, turns pushes,
+// poll intervals and explicit runs into jobs, and runs those jobs with the
+// copy engine. It is safe for concurrent use; Run owns its goroutines.
+type Service struct {
+	c        Config
+	secrets  *Secrets
+	policies *state.View[Record]
+	log      *zap.Logger
+
+	// mu guards remotes.
+	mu      sync.Mutex
+	remotes map[string]remoteClient // policy id → client for its remote
+}
+
+// New returns a service. Call Run to load the policies and schedule polls.
+func New(c Config) (*Service, error) {
+	if c.Store == nil || c.Queue == nil || c.Local == nil || c.Secrets == nil || c.Access == nil || c.Guard == nil {
+		return nil, errors.New("policies: store, queue, local registry, secrets, guard and access are required")
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Location == nil {
+		c.Location = time.UTC
+	}
+	s := &Service{c: c, secrets: c.Secrets, log: c.Logger, remotes: map[string]remoteClient{}}
+	s.policies = &state.View[Record]{Store: c.Store, Prefix: policyPrefix, Decode: decodeRecord, Logger: c.Logger,
+		OnChange: func(key string, exists bool) { s.forgetRemote(key[len(policyPrefix):]) }}
+	return s, nil
+}
+
+func (s *Service) now() time.Time {
+	if s.c.Now != nil {
+		return s.c.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Executors returns the job executors of the policy actions, for the
+// origin's job runner.
+func (s *Service) Executors() map[string]jobs.Executor {
+	return map[string]jobs.Executor{
+		ActionPromote:       jobs.ExecutorFunc(s.execCopy),
+		ActionPushMirrorTag: jobs.ExecutorFunc(s.execCopy),
+		ActionPollMirrorTag: jobs.ExecutorFunc(s.execCopy),
+		ActionPollMirror:    jobs.ExecutorFunc(s.execPoll),
+	}
+}
+
+// Run keeps the policies loaded and starts poll mirrors when they are
+// due, until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.policies.Run(ctx)
+	}()
+	if err := s.policies.WaitReady(ctx); err != nil {
+		return nil
+	}
+	t := time.NewTicker(orDefault(s.c.PollCheckEvery, 5*time.Second))
+	defer t.Stop()
+	for {
+		s.schedulePolls(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Ready waits until the policies are loaded.
+func (s *Service) Ready(ctx context.Context) error { return s.policies.WaitReady(ctx) }
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// OnPush is told about every tag pushed into the local registry (through
+// the origin, from the backend's notifications, or by this service): it
+// queues a job for every enabled promotion and push-mirroring policy of
+// the repository whose tag and repository rules the tag meets (the rules
+// on the image itself are checked when the job runs, so a push costs no
+// registry round trip here). It returns the jobs queued or joined.
+func (s *Service) OnPush(ctx context.Context, repo, tag, digest string) []jobs.Job {
+	return s.onPush(ctx, repo, tag, digest, 0)
+}
+
+func (s *Service) onPush(ctx context.Context, repo, tag, digest string, hops int) []jobs.Job {
+	if tag == "" {
+		return nil
+	}
+	if err := s.policies.WaitReady(ctx); err != nil {
+		return nil
+	}
+	var out []jobs.Job
+	for _, rec := range s.policies.All() {
+		if !rec.Enabled() || rec.Repository() != repo || rec.Kind == PollMirroring {
+			continue
+		}
+		rules, _ := rec.Rules()
+		if !nameRulesHold(rules, repo, tag, s.now()) {
+			continue
+		}
+		action := ActionPromote
+		if rec.Kind == PushMirroring {
+			action = ActionPushMirrorTag
+		}
+		j, err := s.enqueueCopy(ctx, rec, action, copyParams{Repository: repo, Tag: tag, Digest: digest, TriggeredAt: s.now(), Hops: hops})
+		if err != nil {
+			s.log.Error("queueing a policy job", zap.String("policy", rec.ID()), zap.String("repo", repo), zap.String("tag", tag), zap.Error(err))
+			continue
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+// nameRulesHold evaluates the rules that need only the repository and the
+// tag. Rules that cannot compile never reach the store.
+func nameRulesHold(rules []policy.Rule, repo, tag string, now time.Time) bool {
+	var names []policy.Rule
+	for _, r := range rules {
+		if r.Field == "tag" || r.Field == "repository" {
+			names = append(names, r)
+		}
+	}
+	if len(names) == 0 {
+		return true
+	}
+	m, err := policy.CompileRules(names)
+	if err != nil {
+		return false
+	}
+	return m.Match(policy.Image{Repository: repo, Tag: tag}, now)
+}
+
+// maxHops bounds a chain of promotions (dev → qa → prod …); saving a
+// policy that closes a loop is refused, this is the second guard.
+const maxHops = 16
+
+func (s *Service) enqueueCopy(ctx context.Context, rec Record, action string, p copyParams) (jobs.Job, error) {
+	p.Kind, p.PolicyID = rec.Kind, rec.ID()
+	j, created, err := s.c.Queue.Enqueue(ctx, jobs.Spec{Action: action, PolicyID: rec.ID(), Key: rec.ID() + "/" + p.Tag, Params: p})
+	if err != nil {
+		return jobs.Job{}, err
+	}
+	s.log.Info("policy triggered", zap.String("policy", rec.ID()), zap.String("kind", string(rec.Kind)), zap.String("repo", p.Repository),
+		zap.String("tag", p.Tag), zap.String("job", j.ID), zap.Bool("new_job", created))
+	return j, nil
+}
+
+// Evaluate queues a job for every tag the policy's repository has now
+// (initialEvaluation), or for a poll mirror one poll. It returns the jobs.
+func (s *Service) Evaluate(ctx context.Context, id string) ([]jobs.Job, error) {
+	rec, ok := s.Lookup(id)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	if rec.Kind == PollMirroring {
+		j, err := s.enqueuePoll(ctx, rec)
+		if err != nil {
+			return nil, err
+		}
+		return []jobs.Job{j}, nil
+	}
+	tags, err := listTags(ctx, s.c.Local, rec.Repository())
+	if err != nil {
+		return nil, fmt.Errorf("listing the tags of %s: %w", rec.Repository(), err)
+	}
+	var out []jobs.Job
+	action := ActionPromote
+	if rec.Kind == PushMirroring {
+		action = ActionPushMirrorTag
+	}
+	rules, _ := rec.Rules()
+	for _, tag := range tags {
+		if !nameRulesHold(rules, rec.Repository(), tag, s.now()) {
+			continue
+		}
+		j, err := s.enqueueCopy(ctx, rec, action, copyParams{Repository: rec.Repository(), Tag: tag, TriggeredAt: s.now()})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
