@@ -192,7 +192,7 @@ func (s *Service) execCopy(ctx context.Context, run *jobs.Run) error {
 		uploads[u.Digest] = u
 	}
 	opts := replicate.Options{
-		Concurrency: s.c.Concurrency, BandwidthLimit: s.c.BandwidthLimit, Progress: prog, Resume: cp.Uploads,
+		Concurrency: s.c.Concurrency, BandwidthLimit: s.c.BandwidthLimit, Progress: prog, Resume: cp.Uploads, Blobs: s.blobsFor(dst.Client),
 		Logger: s.log.Named("copy"),
 		Checkpoint: func(c replicate.Checkpoint) {
 			mu.Lock()

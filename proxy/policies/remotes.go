@@ -16,6 +16,7 @@ import (
 
 	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/netguard"
+	"github.com/dtrcache/dtrcache/proxy/replicate"
 	"github.com/dtrcache/dtrcache/proxy/upstream"
 )
 
@@ -24,6 +25,26 @@ import (
 type remoteClient struct {
 	updated time.Time
 	client  *upstream.Client
+	// blobs remembers what this remote has, shared by the policy's copies.
+	blobs *replicate.BlobIndex
+}
+
+// blobIndexSize bounds each target registry's index of known blobs.
+const blobIndexSize = 100000
+
+// blobsFor returns the blob index of a copy's target registry.
+func (s *Service) blobsFor(c *upstream.Client) *replicate.BlobIndex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c == s.c.Local {
+		return s.localBlobs
+	}
+	for _, rc := range s.remotes {
+		if rc.client == c {
+			return rc.blobs
+		}
+	}
+	return nil
 }
 
 // RemoteHosts is the allow list of remote registries a mirroring policy
@@ -127,8 +148,7 @@ func (s *Service) remoteFor(ctx context.Context, rec Record) (*upstream.Client, 
 	if r.SkipTLSVerification {
 		tc.InsecureSkipVerify = true
 	}
-	tr := upstream.NewTransport(tc)
-	tr.DialContext = s.c.Guard.DialContext
+	tr := replicate.GuardedTransport(tc, s.c.Guard)
 	tr.ResponseHeaderTimeout = 5 * time.Minute // a registry may take long to answer the end of a big upload
 	c, err := upstream.New(upstream.Config{URLs: []string{r.RemoteHost}, Username: r.Username, Password: pass,
 		Transport: tr, UserAgent: s.c.UserAgent})
@@ -136,7 +156,7 @@ func (s *Service) remoteFor(ctx context.Context, rec Record) (*upstream.Client, 
 		return nil, permanentError{err}
 	}
 	s.mu.Lock()
-	s.remotes[rec.ID()] = remoteClient{updated: rec.UpdatedAt, client: c}
+	s.remotes[rec.ID()] = remoteClient{updated: rec.UpdatedAt, client: c, blobs: replicate.NewBlobIndex(blobIndexSize)}
 	s.mu.Unlock()
 	return c, nil
 }

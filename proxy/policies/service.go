@@ -10,6 +10,7 @@ import (
 	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/jobs"
 	"github.com/dtrcache/dtrcache/proxy/netguard"
+	"github.com/dtrcache/dtrcache/proxy/replicate"
 	"github.com/dtrcache/dtrcache/proxy/state"
 	"github.com/dtrcache/dtrcache/proxy/upstream"
 	"go.uber.org/zap"
@@ -70,6 +71,8 @@ type Service struct {
 	// mu guards remotes.
 	mu      sync.Mutex
 	remotes map[string]remoteClient // policy id → client for its remote
+	// localBlobs remembers what the local registry has.
+	localBlobs *replicate.BlobIndex
 }
 
 // New returns a service. Call Run to load the policies and schedule polls.
@@ -83,7 +86,7 @@ func New(c Config) (*Service, error) {
 	if c.Location == nil {
 		c.Location = time.UTC
 	}
-	s := &Service{c: c, secrets: c.Secrets, log: c.Logger, remotes: map[string]remoteClient{}}
+	s := &Service{c: c, secrets: c.Secrets, log: c.Logger, remotes: map[string]remoteClient{}, localBlobs: replicate.NewBlobIndex(blobIndexSize)}
 	s.policies = &state.View[Record]{Store: c.Store, Prefix: policyPrefix, Decode: decodeRecord, Logger: c.Logger,
 		OnChange: func(key string, exists bool) { s.forgetRemote(key[len(policyPrefix):]) }}
 	return s, nil
