@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
@@ -53,6 +54,23 @@ type Registry struct {
 
 	srv *http.Server
 	ln  net.Listener
+
+	// mu guards fresh.
+	mu    sync.Mutex
+	fresh map[net.Conn]bool // connections that have not sent a request yet
+}
+
+// track remembers connections that have not sent a request: Close ends
+// them at once (http.Server.Shutdown would wait 5 s for each, and clients
+// that race dials leave such connections in their pools).
+func (r *Registry) track(c net.Conn, s http.ConnState) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s == http.StateNew {
+		r.fresh[c] = true
+	} else {
+		delete(r.fresh, c)
+	}
 }
 
 // StartRegistry starts a registry; Close stops it.
@@ -102,9 +120,10 @@ func StartRegistry(ctx context.Context, opt RegistryOptions) (*Registry, error) 
 		URL:     scheme + "://" + ln.Addr().String(),
 		Host:    ln.Addr().String(),
 		Counter: counter,
-		srv:     &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
 		ln:      ln,
+		fresh:   map[net.Conn]bool{},
 	}
+	r.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnState: r.track}
 	go func() {
 		if err := r.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logrus.Errorf("testenv registry: %v", err)
@@ -117,6 +136,11 @@ func StartRegistry(ctx context.Context, opt RegistryOptions) (*Registry, error) 
 func (r *Registry) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	r.mu.Lock()
+	for c := range r.fresh {
+		c.Close()
+	}
+	r.mu.Unlock()
 	if err := r.srv.Shutdown(ctx); err != nil {
 		return r.srv.Close()
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/jobs"
 	"github.com/dtrcache/dtrcache/proxy/replicate"
-	"github.com/dtrcache/dtrcache/proxy/upstream"
 	"go.uber.org/zap"
 )
 
@@ -160,8 +159,14 @@ func (s *Service) execCopy(ctx context.Context, run *jobs.Run) error {
 		}
 	}
 	if cp.Digest == "" {
-		img, err := describe(ctx, src)
-		if err != nil {
+		// Only rules on the image itself make the job read its manifests
+		// and configs; for tag rules alone the digest is enough.
+		img := policy.Image{Repository: p.Repository, Tag: p.Tag}
+		if imageRules(rules) {
+			if img, err = describe(ctx, src); err != nil {
+				return err
+			}
+		} else if img.Digest, _, err = replicate.Resolve(ctx, src); err != nil {
 			return err
 		}
 		if i := matcher.FirstMismatch(img, s.now()); i >= 0 {

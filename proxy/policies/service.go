@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -156,7 +157,7 @@ func (s *Service) OnPush(ctx context.Context, repo, tag, digest string) []jobs.J
 }
 
 func (s *Service) onPush(ctx context.Context, repo, tag, digest string, hops int) []jobs.Job {
-	if tag == "" {
+	if tag == "" || referrersTag(tag) {
 		return nil
 	}
 	if err := s.policies.WaitReady(ctx); err != nil {
@@ -183,6 +184,34 @@ func (s *Service) onPush(ctx context.Context, repo, tag, digest string, hops int
 		out = append(out, j)
 	}
 	return out
+}
+
+// referrersTag reports whether tag belongs to the referrers tag scheme
+// (sha256-<hex> for an image's referrers index, and cosign's
+// sha256-<hex>.sig/.att/.sbom): such tags travel with their subject, they
+// are never images to promote or mirror on their own.
+func referrersTag(tag string) bool {
+	hex, _, _ := strings.Cut(strings.TrimPrefix(tag, "sha256-"), ".")
+	if len(tag) < len("sha256-")+64 || !strings.HasPrefix(tag, "sha256-") || len(hex) != 64 {
+		return false
+	}
+	for _, c := range hex {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// imageRules reports whether any rule needs the image itself (its
+// manifest, configs or referrers), not only its repository and tag.
+func imageRules(rules []policy.Rule) bool {
+	for _, r := range rules {
+		if r.Field != "tag" && r.Field != "repository" {
+			return true
+		}
+	}
+	return false
 }
 
 // nameRulesHold evaluates the rules that need only the repository and the
