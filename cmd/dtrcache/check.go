@@ -195,7 +195,7 @@ func checkOrigin(cfg *config.Origin) error {
 		p.Add("keys.token_ttl", "between 10s and 1h, got %s", ttl)
 	}
 	checkState(&p, cfg)
-	checkPolicies(&p, cfg.Policies)
+	checkPolicies(&p, cfg)
 	return p.Err()
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/origin"
 	"github.com/dtrcache/dtrcache/proxy/serve"
-	"github.com/dtrcache/dtrcache/proxy/state/badgerstate"
 	"github.com/dtrcache/dtrcache/proxy/upstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"

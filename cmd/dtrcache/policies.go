@@ -27,7 +27,11 @@ const (
 )
 
 // checkPolicies checks the policies section (called by checkOrigin).
-func checkPolicies(p *config.Problems, c config.Policies) {
+func checkPolicies(p *config.Problems, cfg *config.Origin) {
+	c := cfg.Policies
+	if c.SecretKey == "" && cfg.State.Etcd != nil {
+		p.Add("policies.secret_key", "required with state.etcd: every origin replica must read the same key file (make one with: head -c 32 /dev/urandom > secrets.key; chmod 600 secrets.key)")
+	}
 	if c.Workers < 0 || c.Workers > 64 {
 		p.Add("policies.workers", "must be between 0 (the default, 4) and 64, got %d", c.Workers)
 	}

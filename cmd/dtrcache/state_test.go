@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,8 +31,12 @@ func originBase(t *testing.T, dir string) string {
 			t.Fatal(err)
 		}
 	}
-	return fmt.Sprintf("backend: {url: 'http://127.0.0.1:9'}\nauth: {htpasswd: %s}\npolicy: %s\nkeys: {dir: %s, generate: true}\n",
-		filepath.Join(dir, "htpasswd"), filepath.Join(dir, "policy.yml"), filepath.Join(dir, "keys"))
+	// Replicas on etcd share one key for the policies' sealed secrets.
+	if err := os.WriteFile(filepath.Join(dir, "secrets.key"), bytes.Repeat([]byte{1}, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("backend: {url: 'http://127.0.0.1:9'}\nauth: {htpasswd: %s}\npolicy: %s\nkeys: {dir: %s, generate: true}\npolicies: {secret_key: %s}\n",
+		filepath.Join(dir, "htpasswd"), filepath.Join(dir, "policy.yml"), filepath.Join(dir, "keys"), filepath.Join(dir, "secrets.key"))
 }
 
 // TestOriginStateConfig: the state section is checked with every problem
