@@ -4,7 +4,7 @@ BIN     ?= bin/dtrcache
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build deps lint test test-go test-shell bench bench-store bench-report fuzz clean dist image up down demo release
+.PHONY: all build deps lint test test-go test-shell bench bench-store bench-report bench-state fuzz clean dist image up down demo release
 
 IMAGE         ?= dtrcache:dev
 TESTENV_IMAGE ?= dtrcache-testenv:dev
@@ -68,6 +68,11 @@ bench-store:
 
 bench-report: deps
 	$(GO) run ./benchmarks --out benchmarks/results/latest
+
+# bench-state compares the origin's state stores, Badger and an embedded
+# etcd, in one run (transactions, job claims, watch latency).
+bench-state:
+	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./proxy/state/etcdstate/
 
 # fuzz runs every fuzz target for FUZZTIME each (default 20s).
 FUZZTIME ?= 20s

@@ -179,5 +179,24 @@ func TestOriginReplicasShareEtcd(t *testing.T) {
 	c.Members[0].Stop()
 	for _, u := range urls {
 		waitFor("not ready without etcd", func() bool { code, _ := get(u + "/readyz"); return code == http.StatusServiceUnavailable })
+		// What the views hold is still served.
+		if code, b := get(u + "/api/v0/content_caches"); code != http.StatusOK || !strings.Contains(b, "cache-asia.example.org") {
+			t.Fatalf("caches without etcd: %d %s", code, b)
+		}
 	}
+}
+
+// FuzzCheckOrigin checks that no origin configuration panics the parser,
+// Normalize or the checks (the state section among them).
+func FuzzCheckOrigin(f *testing.F) {
+	f.Add([]byte("backend: {url: 'http://r:5000'}\nstate: {etcd: {endpoints: ['https://e:2379', 'http://[::1]:2379'], prefix: /p/, dial_timeout: 1s}}\n"))
+	f.Add([]byte("state: {etcd: {endpoints: ['%zz', 'http://:0', 'https://e:99999/x?y'], tls: {ca: /nonexistent}, username: u}}\n"))
+	f.Add([]byte("data_dir: /x\nstate: {}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := config.ParseOrigin(data, "fuzz")
+		if err != nil {
+			return
+		}
+		_ = checkOrigin(c)
+	})
 }

@@ -114,10 +114,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: timeout,
 		// Find a dead connection (a member behind a cut link sends no
-		// reset) within seconds, so requests move to another member.
+		// reset) within seconds, so watches and lease renewals move to
+		// another member. Pings go only while a stream is open: etcd's
+		// servers answer pings on an idle connection with GOAWAY
+		// (too_many_pings).
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
-		PermitWithoutStream:  true,
 		TLS:                  cfg.TLS,
 		Username:             cfg.Username,
 		Password:             cfg.Password,
