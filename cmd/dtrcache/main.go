@@ -41,6 +41,7 @@ func commands() []command {
 		{"policy", "see and run promotion and mirroring policies of an origin (list, plan, run, jobs)", runPolicy},
 		{"warm", "pre-fill a cache with images", runWarm},
 		{"probe", "GET a URL, exit 0 on 2xx (container health checks)", runProbe},
+		{"install-secrets", "copy mounted Secret files into private directories, mode 0600 (pods' init step)", runInstallSecrets},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -2,9 +2,11 @@
 The cache's configuration, rendered into the cache.yml shape that
 `dtrcache cache --config` reads (README, "Configuration"). Files in the pod:
   /etc/dtrcache/config/cache.yml, *.pem  the ConfigMap (no secrets)
-  /etc/dtrcache/secrets/*             passwords (projected from Secrets)
+  /etc/dtrcache/secrets-mounted/*     passwords (projected from Secrets), and
+  /etc/dtrcache/ca-mounted/*          cache.forwardProxy.caSecret, which the
+                                      init container copies (mode 0600) to
+  /run/dtrcache/secrets, /run/dtrcache/ca   (in memory)
   /etc/dtrcache/tls/tls.{crt,key}     cache.tls.secretName
-  /etc/dtrcache/ca/ca.{crt,key}       cache.forwardProxy.caSecret
   /var/lib/dtrcache                   the node's volume (storage.root)
 */}}
 
@@ -46,7 +48,7 @@ The cache's configuration, rendered into the cache.yml shape that
 {{- if not $c.redirect.username -}}
 {{- fail "cache.redirect.username: required with a password" -}}
 {{- end -}}
-{{- $_ := set $r "password_file" "/etc/dtrcache/secrets/redirect-password" -}}
+{{- $_ := set $r "password_file" "/run/dtrcache/secrets/redirect-password" -}}
 {{- end -}}
 {{- if $c.redirect.caBundle }}{{ $_ := set $r "cas" (list "/etc/dtrcache/config/redirect-ca.pem") }}{{ end -}}
 {{- if $c.redirect.jwksURL }}{{ $_ := set $r "keys" (dict "jwks_url" $c.redirect.jwksURL) }}{{ end -}}
@@ -61,7 +63,7 @@ The cache's configuration, rendered into the cache.yml shape that
 {{- if .hosts }}{{ $_ := set $u "hosts" .hosts }}{{ end -}}
 {{- if .username }}{{ $_ := set $u "username" .username }}{{ end -}}
 {{- if or .password .existingSecret -}}
-{{- $_ := set $u "password_file" (printf "/etc/dtrcache/secrets/mirror-%s-password" .name) -}}
+{{- $_ := set $u "password_file" (printf "/run/dtrcache/secrets/mirror-%s-password" .name) -}}
 {{- end -}}
 {{- if .caBundle }}{{ $_ := set $u "cas" (list (printf "/etc/dtrcache/config/mirror-%s-ca.pem" .name)) }}{{ end -}}
 {{- $ups = append $ups $u -}}
@@ -75,7 +77,7 @@ The cache's configuration, rendered into the cache.yml shape that
 {{- if not $f.caSecret -}}
 {{- fail "cache.forwardProxy.caSecret: required (a Secret with ca.crt and ca.key from `dtrcache ca init`)" -}}
 {{- end -}}
-{{- $fp := dict "addr" (printf ":%v" $f.port) "ca_dir" "/etc/dtrcache/ca" "intercept" $f.intercept -}}
+{{- $fp := dict "addr" (printf ":%v" $f.port) "ca_dir" "/run/dtrcache/ca" "intercept" $f.intercept -}}
 {{- range $k := list "tunnel" "clients" "ports" "hosts" -}}
 {{- if index $f $k }}{{ $_ := set $fp $k (index $f $k) }}{{ end -}}
 {{- end -}}
@@ -109,7 +111,7 @@ The cache's configuration, rendered into the cache.yml shape that
 {{- toJson $d -}}
 {{- end -}}
 
-{{/* dtrcache.cache.secretSources: the projected sources of /etc/dtrcache/secrets. */}}
+{{/* dtrcache.cache.secretSources: the projected sources of /etc/dtrcache/secrets-mounted. */}}
 {{- define "dtrcache.cache.secretSources" -}}
 {{- $c := .Values.cache -}}
 {{- $own := include "dtrcache.component" (dict "ctx" . "component" "cache") -}}

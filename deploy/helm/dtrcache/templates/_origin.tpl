@@ -2,11 +2,15 @@
 The origin's configuration, in the origin.yml shape of `dtrcache origin
 --config`. Files in the pod:
   /etc/dtrcache/config/origin.yml, policy.yml, *.pem   the ConfigMap
-  /etc/dtrcache/secrets/*               htpasswd and passwords (projected)
+  /etc/dtrcache/secrets-mounted/*       htpasswd, passwords, the secrets key
+                                        (projected), copied by an init
+                                        container (mode 0600) to
+  /run/dtrcache/secrets                 (in memory)
   /etc/dtrcache/keys-secret/*           the signing keys' Secret, which the
-                                        init container copies (mode 0600) to
+                                        other init container copies to
   /run/dtrcache/keys                    keys.dir (in memory)
-  /etc/dtrcache/tls, /etc/dtrcache/etcd-tls    TLS Secrets
+  /etc/dtrcache/tls                     the serving certificate's Secret
+  /etc/dtrcache/etcd-tls-mounted        etcd's client TLS, copied to /run/dtrcache/etcd-tls
   /var/lib/dtrcache                     data_dir (a volume, or empty with etcd)
 */}}
 
@@ -42,11 +46,11 @@ The origin's configuration, in the origin.yml shape of `dtrcache origin
 {{- if $o.backend.username }}{{ $_ := set $b "username" $o.backend.username }}{{ end -}}
 {{- if or $o.backend.password $o.backend.existingSecret -}}
 {{- if not $o.backend.username }}{{ fail "origin.backend.username: required with a password" }}{{ end -}}
-{{- $_ := set $b "password_file" "/etc/dtrcache/secrets/backend-password" -}}
+{{- $_ := set $b "password_file" "/run/dtrcache/secrets/backend-password" -}}
 {{- end -}}
 {{- if $o.backend.caBundle }}{{ $_ := set $b "cas" (list "/etc/dtrcache/config/backend-ca.pem") }}{{ end -}}
 {{- $_ := set $cfg "backend" $b -}}
-{{- $_ := set $cfg "auth" (dict "htpasswd" "/etc/dtrcache/secrets/htpasswd" "realm" $o.auth.realm) -}}
+{{- $_ := set $cfg "auth" (dict "htpasswd" "/run/dtrcache/secrets/htpasswd" "realm" $o.auth.realm) -}}
 {{- $_ := set $cfg "policy" "/etc/dtrcache/config/policy.yml" -}}
 {{- $_ := set $cfg "data_dir" "/var/lib/dtrcache" -}}
 {{- $k := dict "dir" "/run/dtrcache/keys" "token_ttl" $o.keys.tokenTTL -}}
@@ -61,12 +65,14 @@ The origin's configuration, in the origin.yml shape of `dtrcache origin
 {{- if $e.username }}{{ $_ := set $etcd "username" $e.username }}{{ end -}}
 {{- if or $e.password $e.existingSecret -}}
 {{- if not $e.username }}{{ fail "origin.state.etcd.username: required with a password" }}{{ end -}}
-{{- $_ := set $etcd "password_file" "/etc/dtrcache/secrets/etcd-password" -}}
+{{- $_ := set $etcd "password_file" "/run/dtrcache/secrets/etcd-password" -}}
 {{- end -}}
 {{- if $e.tlsSecret -}}
-{{- $_ := set $etcd "tls" (dict "ca" "/etc/dtrcache/etcd-tls/ca.crt" "certificate" "/etc/dtrcache/etcd-tls/tls.crt" "key" "/etc/dtrcache/etcd-tls/tls.key") -}}
+{{- $_ := set $etcd "tls" (dict "ca" "/run/dtrcache/etcd-tls/ca.crt" "certificate" "/run/dtrcache/etcd-tls/tls.crt" "key" "/run/dtrcache/etcd-tls/tls.key") -}}
 {{- end -}}
 {{- $_ := set $cfg "state" (dict "etcd" $etcd) -}}
+{{- /* Every replica must seal remote passwords with the same key. */ -}}
+{{- $_ := set $cfg "policies" (dict "secret_key" "/run/dtrcache/secrets/secrets.key") -}}
 {{- end -}}
 {{- toYaml (mustMergeOverwrite $cfg (deepCopy $o.extraConfig)) -}}
 {{- end -}}
@@ -107,6 +113,7 @@ The origin's configuration, in the origin.yml shape of `dtrcache origin
 {{- else if $o.state.etcd.password -}}
 {{- $items = append $items (dict "name" $own "key" "etcd-password" "path" "etcd-password") -}}
 {{- end -}}
+{{- $items = append $items (dict "name" (include "dtrcache.origin.secretKeySecret" .) "key" "secrets.key" "path" "secrets.key") -}}
 {{- end -}}
 {{- range $items }}
 {{ include "dtrcache.secretItem" . }}
@@ -115,4 +122,9 @@ The origin's configuration, in the origin.yml shape of `dtrcache origin
 
 {{- define "dtrcache.origin.keysSecret" -}}
 {{- default (include "dtrcache.component" (dict "ctx" . "component" "origin-keys")) .Values.origin.keys.existingSecret -}}
+{{- end -}}
+
+{{/* dtrcache.origin.secretKeySecret: the Secret with the key sealing remote passwords (etcd). */}}
+{{- define "dtrcache.origin.secretKeySecret" -}}
+{{- default (include "dtrcache.component" (dict "ctx" . "component" "origin-state")) .Values.origin.state.secretKeySecret -}}
 {{- end -}}

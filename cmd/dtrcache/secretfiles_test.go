@@ -109,3 +109,38 @@ func TestKeysImportRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestInstallSecrets(t *testing.T) {
+	src := secretDir(t, map[string][]byte{"etcd-password": []byte("pw\n"), "secrets.key": bytes.Repeat([]byte("k"), 32)})
+	src2 := secretDir(t, map[string][]byte{"ca.key": []byte("key"), "ca.crt": []byte("crt")})
+	dst, dst2 := filepath.Join(t.TempDir(), "s"), filepath.Join(t.TempDir(), "ca")
+	for i := 0; i < 2; i++ { // a restarted init container installs again
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"install-secrets", src + ":" + dst, src2 + ":" + dst2}, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		if !strings.Contains(out.String(), "installed 2 files") {
+			t.Fatalf("%q", out.String())
+		}
+	}
+	for _, f := range []string{filepath.Join(dst, "etcd-password"), filepath.Join(dst, "secrets.key"), filepath.Join(dst2, "ca.key"), filepath.Join(dst2, "ca.crt")} {
+		fi, err := os.Stat(f)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, %v; want mode 0600", f, fi.Mode(), err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dst, "etcd-password")); string(b) != "pw\n" {
+		t.Fatalf("etcd-password: %q", b)
+	}
+	if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("%s: mode %v, want 0700", dst, fi.Mode().Perm())
+	}
+	entries, _ := os.ReadDir(dst)
+	if len(entries) != 2 {
+		t.Fatalf("%d entries in %s, want the 2 files (no ..data)", len(entries), dst)
+	}
+	var errb bytes.Buffer
+	if code := run(context.Background(), []string{"install-secrets", src}, &bytes.Buffer{}, &errb); code != 2 {
+		t.Fatalf("no destination: exit %d", code)
+	}
+}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,4 +95,68 @@ func writeKeyFile(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// runInstallSecrets copies the files of mounted Kubernetes Secrets into
+// directories only this user can read: `dtrcache install-secrets
+// SRC:DST...` makes each DST with mode 0700 and writes every regular file
+// of SRC (following the volume's links, skipping its hidden entries) into
+// it with mode 0600. dtrcache refuses password and key files that group
+// or others may read, and kubelet makes Secret files group-readable when
+// the pod has an fsGroup, so the pods run this first.
+func runInstallSecrets(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintln(stderr, "Usage: dtrcache install-secrets SRC:DST [SRC:DST...]")
+		return 2
+	}
+	for _, a := range args {
+		src, dst, ok := strings.Cut(a, ":")
+		if !ok || src == "" || dst == "" || filepath.Clean(src) == filepath.Clean(dst) {
+			fmt.Fprintf(stderr, "dtrcache install-secrets: %q: want SRC:DST, two different directories\n", a)
+			return 2
+		}
+		n, err := installSecrets(src, dst)
+		if err != nil {
+			fmt.Fprintf(stderr, "dtrcache install-secrets: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "installed %d files from %s into %s (0600)\n", n, src, dst)
+	}
+	return 0
+}
+
+func installSecrets(src, dst string) (int, error) {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return 0, err
+	}
+	if err := os.Chmod(dst, 0o700); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // the volume's ..data links and timestamped directory
+		}
+		p := filepath.Join(src, e.Name())
+		fi, err := os.Stat(p)
+		if err != nil {
+			return n, err
+		}
+		if !fi.Mode().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return n, err
+		}
+		if err := writeKeyFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
