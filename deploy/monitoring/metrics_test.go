@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtrcache/dtrcache/proxy/jobs"
+	"github.com/dtrcache/dtrcache/proxy/events"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -30,10 +30,15 @@ const (
 // one is exported after all (then remove it here) and when its package
 // stops registering it.
 var pending = map[string]func(prometheus.Registerer){
-	// The origin runs no job runner until the policy engine lands.
-	"dtrcache_jobs_transitions_total":    func(r prometheus.Registerer) { jobs.NewMetrics(r) },
-	"dtrcache_jobs_run_duration_seconds": func(r prometheus.Registerer) { jobs.NewMetrics(r) },
+	// proxy/events is on main; the origin does not run it yet.
+	"dtrcache_webhooks_inactive":                eventMetrics,
+	"dtrcache_webhook_deliveries_total":         eventMetrics,
+	"dtrcache_webhook_delivery_latency_seconds": eventMetrics,
+	"dtrcache_events_outbox_depth":              eventMetrics,
+	"dtrcache_events_total":                     eventMetrics,
 }
+
+func eventMetrics(r prometheus.Registerer) { events.NewMetrics(r) }
 
 // use is one metric name in a query, with the job its selector names.
 type use struct {
@@ -232,6 +237,7 @@ func TestRulesAndDashboardUseExportedMetrics(t *testing.T) {
 	tp.pull(t, ctx)
 	tp.waitStored(t, ctx, tp.blobs)
 	tp.pull(t, ctx)
+	tp.promote(t, ctx)
 	byJob := map[string]map[string]bool{
 		"dtrcache-cache":  exported(t, ctx, "http://"+tp.cacheAddr+"/metrics"),
 		"dtrcache-origin": exported(t, ctx, "http://"+tp.originAddr+"/metrics"),

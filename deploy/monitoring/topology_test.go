@@ -138,6 +138,33 @@ func (tp *topology) pull(t *testing.T, ctx context.Context) {
 	}
 }
 
+// promote runs a policy job: a promotion policy of the image's
+// repository, evaluated on the tags it has, copies the image within the
+// backend; it waits until the origin counts the job done.
+func (tp *topology) promote(t *testing.T, ctx context.Context) {
+	t.Helper()
+	repo, _, _ := strings.Cut(tp.image, ":")
+	tp.api(t, ctx, "admin", http.MethodPost, "/api/v0/repositories/"+repo+"/promotionPolicies?initialEvaluation=true",
+		map[string]any{"enabled": true, "targetRepository": repo + "-promoted"})
+	var done float64
+	waitFor(t, ctx, "the promotion job is done", func() bool {
+		done = 0
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+tp.originAddr+"/metrics", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "dtrcache_jobs_transitions_total{") && strings.Contains(l, `state="done"`) {
+				fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &done)
+			}
+		}
+		return done >= 1
+	})
+}
+
 // waitStored waits until the cache's store holds n blobs and no fill is
 // running: a client has the last byte of a blob before the fill commits
 // it, so a pull right after a cold one would join fills, not hit.
