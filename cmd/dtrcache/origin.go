@@ -14,6 +14,7 @@ import (
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
 	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/origin"
+	"github.com/dtrcache/dtrcache/proxy/policies"
 	"github.com/dtrcache/dtrcache/proxy/serve"
 	"github.com/dtrcache/dtrcache/proxy/upstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -175,7 +176,7 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 		return err
 	}
 	srv, err := origin.New(origin.Config{
-		Pushed:  func(ctx context.Context, p origin.Push) { engine.svc.OnPush(ctx, p.Repository, p.Tag, p.Digest) },
+		Pushed:  func(ctx context.Context, p origin.Push) { engine.svc.OnPush(ctx, policies.Push{Repository: p.Repository, Tag: p.Tag, Digest: p.Digest, Subject: p.Subject}) },
 		API:     engine.svc.Handler(origin.Authenticator{Users: users, Realm: cfg.Auth.Realm}, log.Named("audit")),
 		Backend: backend, BackendUser: cfg.Backend.Username, BackendPassword: cfg.Backend.Password, Transport: transport,
 		Users: users, Access: access, Keys: keys, DB: db, Prober: prober, Realm: cfg.Auth.Realm,

@@ -1,7 +1,10 @@
 package origin
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"time"
 
@@ -19,14 +22,58 @@ type Push struct {
 	Digest string
 	// MediaType is the manifest's media type as sent.
 	MediaType string
+	// Subject is the digest of the manifest this one refers to (OCI 1.1
+	// referrers: a signature, an SBOM), "" if it has none.
+	Subject string
 	// User pushed it.
 	User string
 	// At is when the backend answered.
 	At time.Time
 }
 
-// pushKey marks a manifest PUT in its context, for modifyResponse.
+// pushKey marks a manifest PUT in its context, for modifyResponse: its
+// *pendingPush.
 type pushKey struct{}
+
+// pendingPush is a manifest PUT on its way to the backend, with the body
+// as it passed (a manifest is at most regapi.MaxManifestSize bytes).
+type pendingPush struct {
+	Push
+	body bytes.Buffer
+	// over is set when the body was larger than a manifest may be.
+	over bool
+}
+
+// capture is the request body of a manifest PUT, copied as it is read.
+type capture struct {
+	io.ReadCloser
+	p *pendingPush
+}
+
+func (c capture) Read(b []byte) (int, error) {
+	n, err := c.ReadCloser.Read(b)
+	if n > 0 && !c.p.over {
+		if c.p.body.Len()+n > regapi.MaxManifestSize {
+			c.p.over = true
+		} else {
+			c.p.body.Write(b[:n])
+		}
+	}
+	return n, err
+}
+
+// subjectOf returns the subject digest of a manifest body ("" if none).
+func subjectOf(body []byte) string {
+	var m struct {
+		Subject *struct {
+			Digest string `json:"digest"`
+		} `json:"subject"`
+	}
+	if json.Unmarshal(body, &m) != nil || m.Subject == nil {
+		return ""
+	}
+	return m.Subject.Digest
+}
 
 // pushTimeout bounds the Pushed callback: it writes jobs and events
 // durably before the client hears that its push succeeded.
@@ -36,26 +83,35 @@ const pushTimeout = 10 * time.Second
 // before the response goes to the client, so whatever the callback stores
 // (policy jobs, events) exists by the time the client knows of the push.
 func (s *Server) notePush(resp *http.Response) {
-	p, ok := resp.Request.Context().Value(pushKey{}).(Push)
+	pp, ok := resp.Request.Context().Value(pushKey{}).(*pendingPush)
 	if !ok || s.c.Pushed == nil || resp.StatusCode != http.StatusCreated {
 		return
 	}
+	p := pp.Push
 	p.Digest, p.At = resp.Header.Get("Docker-Content-Digest"), time.Now().UTC()
+	if !pp.over {
+		p.Subject = subjectOf(pp.body.Bytes())
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(resp.Request.Context()), pushTimeout)
 	defer cancel()
 	s.c.Pushed(ctx, p)
 }
 
-// pushOf returns the Push a manifest PUT would make, for its context.
-func pushOf(r *http.Request, route regapi.Route, user string) (Push, bool) {
-	if route.Kind != regapi.KindManifest || r.Method != http.MethodPut {
-		return Push{}, false
+// watchPush marks a manifest PUT so that its push is told to
+// Config.Pushed once the backend accepted it, its body copied on the way.
+func (s *Server) watchPush(r *http.Request, route regapi.Route, user string) *http.Request {
+	if s.c.Pushed == nil || route.Kind != regapi.KindManifest || r.Method != http.MethodPut {
+		return r
 	}
-	p := Push{Repository: route.Name, Reference: route.Reference, User: user, MediaType: r.Header.Get("Content-Type")}
+	pp := &pendingPush{Push: Push{Repository: route.Name, Reference: route.Reference, User: user, MediaType: r.Header.Get("Content-Type")}}
 	if route.Digest.IsZero() {
-		p.Tag = route.Reference
+		pp.Tag = route.Reference
 	}
-	return p, true
+	r = r.WithContext(context.WithValue(r.Context(), pushKey{}, pp))
+	if r.Body != nil {
+		r.Body = capture{ReadCloser: r.Body, p: pp}
+	}
+	return r
 }
 
 // Authenticator checks the origin's accounts (Basic auth) for the API

@@ -219,9 +219,7 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(context.WithValue(r.Context(), hintKey{}, hintTarget{cache: c, user: id.user, repo: route.Name}))
 		}
 	}
-	if p, ok := pushOf(r, route, id.user); ok {
-		r = r.WithContext(context.WithValue(r.Context(), pushKey{}, p))
-	}
+	r = s.watchPush(r, route, id.user)
 	s.proxy.ServeHTTP(w, r)
 }
 

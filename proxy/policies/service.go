@@ -108,6 +108,7 @@ func (s *Service) Executors() map[string]jobs.Executor {
 		ActionPushMirrorTag: jobs.ExecutorFunc(s.execCopy),
 		ActionPollMirrorTag: jobs.ExecutorFunc(s.execCopy),
 		ActionPollMirror:    jobs.ExecutorFunc(s.execPoll),
+		ActionReferrers:     jobs.ExecutorFunc(s.execReferrers),
 	}
 }
 
@@ -146,14 +147,41 @@ func orDefault(d, def time.Duration) time.Duration {
 	return def
 }
 
-// OnPush is told about every tag pushed into the local registry (through
-// the origin, from the backend's notifications, or by this service): it
-// queues a job for every enabled promotion and push-mirroring policy of
-// the repository whose tag and repository rules the tag meets (the rules
-// on the image itself are checked when the job runs, so a push costs no
-// registry round trip here). It returns the jobs queued or joined.
-func (s *Service) OnPush(ctx context.Context, repo, tag, digest string) []jobs.Job {
-	return s.onPush(ctx, repo, tag, digest, 0)
+// Push is a manifest written into the local registry.
+type Push struct {
+	Repository string
+	// Tag is the tag pushed ("" for a push by digest).
+	Tag string
+	// Digest is the manifest's digest, if known.
+	Digest string
+	// Subject is the digest of the manifest this one refers to (a
+	// signature, an SBOM, an attestation: OCI 1.1 referrers), if any.
+	Subject string
+}
+
+// OnPush is told about every manifest pushed into the local registry
+// (through the origin, from the backend's notifications, or by this
+// service): for a tag it queues a job for every enabled promotion and
+// push-mirroring policy of the repository whose tag and repository rules
+// the tag meets (the rules on the image itself are checked when the job
+// runs, so a push costs no registry round trip here). A referrer (a
+// manifest with a subject, or a tag of the sha256-<hex> scheme) makes the
+// tags of its subject go again, so that a signature pushed after its
+// image travels to where the image went. It returns the jobs queued or
+// joined.
+func (s *Service) OnPush(ctx context.Context, p Push) []jobs.Job {
+	if subject := referrersSubject(p); subject != "" {
+		j, err := s.enqueueReferrers(ctx, p.Repository, subject)
+		if err != nil {
+			s.log.Error("queueing the policies of a referrer's subject", zap.String("repo", p.Repository), zap.String("subject", subject), zap.Error(err))
+			return nil
+		}
+		if j == nil {
+			return nil
+		}
+		return []jobs.Job{*j}
+	}
+	return s.onPush(ctx, p.Repository, p.Tag, p.Digest, 0)
 }
 
 func (s *Service) onPush(ctx context.Context, repo, tag, digest string, hops int) []jobs.Job {
@@ -184,6 +212,20 @@ func (s *Service) onPush(ctx context.Context, repo, tag, digest string, hops int
 		out = append(out, j)
 	}
 	return out
+}
+
+// referrersSubject returns the digest a pushed referrer refers to: its
+// subject, or the digest a referrers-scheme tag names ("" if p is no
+// referrer).
+func referrersSubject(p Push) string {
+	if p.Subject != "" {
+		return p.Subject
+	}
+	if !referrersTag(p.Tag) {
+		return ""
+	}
+	hex, _, _ := strings.Cut(strings.TrimPrefix(p.Tag, "sha256-"), ".")
+	return "sha256:" + hex
 }
 
 // referrersTag reports whether tag belongs to the referrers tag scheme

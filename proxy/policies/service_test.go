@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/proxy/jobs"
+	"github.com/dtrcache/dtrcache/proxy/policies"
 	"github.com/dtrcache/dtrcache/testenv"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -26,10 +27,10 @@ func TestPromotionBySemverWithTemplate(t *testing.T) {
 	d12 := push(t, e.us, "dev/app:1.2.0", 1)
 	push(t, e.us, "dev/app:1.3.0-rc1", 2)
 	e.us.Counter.Reset()
-	if js := e.svc.OnPush(ctx, "dev/app", "1.3.0-rc1", ""); len(js) != 0 {
+	if js := e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "1.3.0-rc1", Digest: ""}); len(js) != 0 {
 		t.Fatalf("a pre-release queued %d jobs", len(js))
 	}
-	if js := e.svc.OnPush(ctx, "dev/app", "1.2.0", d12.String()); len(js) != 1 {
+	if js := e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "1.2.0", Digest: d12.String()}); len(js) != 1 {
 		t.Fatalf("1.2.0 queued %d jobs, want 1", len(js))
 	}
 	js := e.jobsOf(id, 1)
@@ -81,7 +82,7 @@ func TestChainToRemoteMirror(t *testing.T) {
 	if err := testenv.Push(ctx, ref(e.us, "dev/app@"+sigDigest.String()), sig, testenv.RemoteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	e.svc.OnPush(ctx, "dev/app", "3.0", digest.String())
+	e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "3.0", Digest: digest.String()})
 	mustState(t, e.jobsOf(prom, 1)[0], jobs.Done)
 	mj := e.jobsOf(mirror, 1)[0]
 	mustState(t, mj, jobs.Done)
@@ -107,10 +108,37 @@ func TestChainToRemoteMirror(t *testing.T) {
 	if !found {
 		t.Fatalf("the signature %s did not arrive with the image (referrers at the target: %+v)", sigDigest, rm.Manifests)
 	}
-	// Tags of the referrers tag scheme travel with their subject; they are
-	// never images of their own to promote.
-	if js := e.svc.OnPush(ctx, "dev/app", "sha256-"+digest.Hex, ""); len(js) != 0 {
-		t.Fatalf("a referrers tag queued %d jobs", len(js))
+	// A signature pushed after the image was copied makes the image's tags
+	// go again: it travels to where the image went.
+	late, err := testenv.Signature(v1.Descriptor{MediaType: mt, Digest: digest, Size: size}, []byte(`{"late":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lateDigest, _ := late.Digest()
+	if err := testenv.Push(ctx, ref(e.us, "dev/app@"+lateDigest.String()), late, testenv.RemoteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	js := e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Digest: lateDigest.String(), Subject: digest.String()})
+	if len(js) != 1 || js[0].Action != policies.ActionReferrers {
+		t.Fatalf("a pushed referrer queued %+v, want one referrers job", js)
+	}
+	mustState(t, e.jobsOf(prom, 2)[0], jobs.Done)
+	mustState(t, e.jobsOf(mirror, 2)[0], jobs.Done)
+	refs, err = remote.Referrers(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm, _ = refs.IndexManifest()
+	found = false
+	for _, d := range rm.Manifests {
+		found = found || d.Digest == lateDigest
+	}
+	if !found {
+		t.Fatalf("the late signature %s did not follow the image: referrers at the target %+v", lateDigest, rm.Manifests)
+	}
+	// A tag of the referrers scheme is never an image of its own to copy.
+	if js := e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "sha256-" + digest.Hex}); len(js) != 1 || js[0].Action != policies.ActionReferrers {
+		t.Fatalf("a referrers tag queued %+v, want one referrers job", js)
 	}
 }
 
@@ -130,8 +158,8 @@ func TestImageRulesAreCheckedWhenTheJobRuns(t *testing.T) {
 	if err := testenv.PushIndex(ctx, ref(e.us, "dev/app:multi"), idx, testenv.RemoteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	e.svc.OnPush(ctx, "dev/app", "amd64-only", "")
-	e.svc.OnPush(ctx, "dev/app", "multi", "")
+	e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "amd64-only", Digest: ""})
+	e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "multi", Digest: ""})
 	for _, j := range e.jobsOf(id, 2) {
 		mustState(t, j, jobs.Done)
 		r := result(t, j)
