@@ -1,10 +1,10 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -423,7 +423,9 @@ repositories:
 		t.Fatalf("create the push mirror: %d %v", code, created)
 	}
 	mirror := created["id"].(string)
-	var denied struct{ Errors []struct{ Code, Message string } }
+	var denied struct {
+		Errors []struct{ Code, Message string }
+	}
 	if code := api(t, usURL, "bob", http.MethodPost, "/api/v0/repositories/dev/app/promotionPolicies", `{"enabled":true,"targetRepository":"qa/x"}`, &denied); code != http.StatusForbidden ||
 		len(denied.Errors) != 1 || denied.Errors[0].Code != "DENIED" {
 		t.Fatalf("bob creating a policy: %d %+v, want 403 DENIED", code, denied)
