@@ -25,8 +25,30 @@ import (
 type remoteClient struct {
 	updated time.Time
 	client  *upstream.Client
-	// blobs remembers what this remote has, shared by the policy's copies.
+	key     string // remoteKey
+	// blobs remembers what this remote has, shared by the copies of every
+	// policy that reaches it with the same account (remoteKey).
 	blobs *replicate.BlobIndex
+}
+
+// remoteKey names a remote registry and the account a policy uses there:
+// policies with one key share a blob index, so images of several
+// repositories that share layers send each layer to the remote once and
+// mount it elsewhere. The account is part of the key because a mount needs
+// read rights on the repository mounted from.
+func remoteKey(r policy.Remote) string {
+	return strings.TrimRight(strings.ToLower(r.RemoteHost), "/") + " " + r.Username
+}
+
+// remoteBlobsLocked returns the blob index of a remote, made on first
+// use. s.mu must be held.
+func (s *Service) remoteBlobsLocked(key string) *replicate.BlobIndex {
+	x, ok := s.remoteBlobs[key]
+	if !ok {
+		x = replicate.NewBlobIndex(blobIndexSize)
+		s.remoteBlobs[key] = x
+	}
+	return x
 }
 
 // blobIndexSize bounds each target registry's index of known blobs.
@@ -156,13 +178,25 @@ func (s *Service) remoteFor(ctx context.Context, rec Record) (*upstream.Client, 
 		return nil, permanentError{err}
 	}
 	s.mu.Lock()
-	s.remotes[rec.ID()] = remoteClient{updated: rec.UpdatedAt, client: c, blobs: replicate.NewBlobIndex(blobIndexSize)}
+	s.remotes[rec.ID()] = remoteClient{updated: rec.UpdatedAt, client: c, key: remoteKey(r), blobs: s.remoteBlobsLocked(remoteKey(r))}
 	s.mu.Unlock()
 	return c, nil
 }
 
+// forgetRemote drops the client of a policy that changed or went, and
+// the remote's blob index once no cached client uses it.
 func (s *Service) forgetRemote(id string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc, ok := s.remotes[id]
+	if !ok {
+		return
+	}
 	delete(s.remotes, id)
-	s.mu.Unlock()
+	for _, o := range s.remotes {
+		if o.key == rc.key {
+			return
+		}
+	}
+	delete(s.remoteBlobs, rc.key)
 }

@@ -69,9 +69,12 @@ type Service struct {
 	policies *state.View[Record]
 	log      *zap.Logger
 
-	// mu guards remotes.
+	// mu guards remotes and remoteBlobs.
 	mu      sync.Mutex
 	remotes map[string]remoteClient // policy id → client for its remote
+	// remoteBlobs are the blob indexes of the remote registries, by
+	// remoteKey: one per registry and account, whatever the policy.
+	remoteBlobs map[string]*replicate.BlobIndex
 	// localBlobs remembers what the local registry has.
 	localBlobs *replicate.BlobIndex
 }
@@ -87,7 +90,7 @@ func New(c Config) (*Service, error) {
 	if c.Location == nil {
 		c.Location = time.UTC
 	}
-	s := &Service{c: c, secrets: c.Secrets, log: c.Logger, remotes: map[string]remoteClient{}, localBlobs: replicate.NewBlobIndex(blobIndexSize)}
+	s := &Service{c: c, secrets: c.Secrets, log: c.Logger, remotes: map[string]remoteClient{}, remoteBlobs: map[string]*replicate.BlobIndex{}, localBlobs: replicate.NewBlobIndex(blobIndexSize)}
 	s.policies = &state.View[Record]{Store: c.Store, Prefix: policyPrefix, Decode: decodeRecord, Logger: c.Logger,
 		OnChange: func(key string, exists bool) { s.forgetRemote(key[len(policyPrefix):]) }}
 	return s, nil

@@ -2,6 +2,7 @@ package policies_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -214,5 +215,44 @@ func TestPollMirroring(t *testing.T) {
 	e.jobsOf(id, 5)
 	if tags := tagsOf(t, e.us, "mirror/alpine"); !slices.Equal(tags, []string{"3.21", "local-only"}) {
 		t.Fatalf("mirror/alpine tags %v after the remote deleted 3.20", tags)
+	}
+}
+
+// TestPushMirrorsShareTheRemote: two push-mirroring policies of two
+// repositories whose images share a base layer, to one remote registry:
+// the base crosses to the remote once, the second copy mounts it from the
+// repository the first put it in (the policies' jobs share what they know
+// of the remote, as the jobs of one policy do).
+func TestPushMirrorsShareTheRemote(t *testing.T) {
+	e := newEnv(t, envOptions{allowPrivate: true})
+	ctx := context.Background()
+	set, err := testenv.GenerateImageSet(testenv.ImageSetSpec{Images: 2, BaseSize: 2 << 20, OwnLayers: 1, OwnSize: 64 << 10, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Push(ctx, e.us.Host, "team/app", testenv.RemoteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// One after the other, so the test does not depend on which job
+	// reaches the base first.
+	var ids []string
+	for i := range set.Images {
+		id := e.create(fmt.Sprintf("team/app-%d", i), "pushMirroringPolicies", true,
+			`{"enabled":true,"remoteHost":"`+e.eu.URL+`","remoteRepository":"prod/app-`+fmt.Sprint(i)+`"}`)
+		mustState(t, e.jobsOf(id, 1)[0], jobs.Done)
+		ids = append(ids, id)
+	}
+	for i := range set.Images {
+		if err := testenv.SameImage(ctx, set.Ref(e.us.Host, "team/app", i), testenv.RemoteOptions{}, fmt.Sprintf("%s/prod/app-%d:1.0", e.eu.Host, i), testenv.RemoteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Uploads committed at the remote: every distinct blob once (2
+	// configs, 2 own layers, the base).
+	if n := e.eu.Counter.Requests("PUT upload"); n != set.Blobs {
+		t.Fatalf("the remote committed %d uploads, want %d (the %d distinct blobs, the shared base once)", n, set.Blobs, set.Blobs)
+	}
+	if r := result(t, e.jobsOf(ids[1], 1)[0]); r.BlobsMounted != 1 || r.BlobsCopied != 2 {
+		t.Fatalf("second mirror %+v: want the base mounted, its config and layer copied", r)
 	}
 }
