@@ -620,3 +620,146 @@ func tagList(t *testing.T, host, repo string, o testenv.RemoteOptions) []string 
 	json.NewDecoder(resp.Body).Decode(&tl)
 	return tl.Tags
 }
+
+// TestPolicyFile: the origin applies its policy file at start (the API
+// cannot change those policies), refuses to start with every problem of
+// a bad file named by file, line, policy and key, and removes a policy
+// taken out of the file.
+func TestPolicyFile(t *testing.T) {
+	ctx := context.Background()
+	backend, err := testenv.StartRegistry(ctx, testenv.RegistryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	dir := t.TempDir()
+	polFile := filepath.Join(dir, "policies.yml")
+	write := func(body string) {
+		if err := os.WriteFile(polFile, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := originFiles(t, dir, backend.URL, "admins: [admin]\n", "policies: {file: "+polFile+"}\n")
+	serve := func() (string, func(), error) {
+		cfg, err := loadOriginConfig(path, "", "", "")
+		if err != nil {
+			return "", nil, err
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- serveOrigin(ctx, cfg, zaptest.NewLogger(t), ln) }()
+		url := "http://" + ln.Addr().String()
+		ready := make(chan struct{})
+		go func() {
+			defer close(ready)
+			for i := 0; i < 500; i++ {
+				if resp, err := http.Get(url + "/readyz"); err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						return
+					}
+				}
+				select {
+				case <-done:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}()
+		select {
+		case err := <-done:
+			cancel()
+			return "", nil, err
+		case <-ready:
+		}
+		return url, func() { cancel(); <-done }, nil
+	}
+
+	write(`promotion:
+  - name: dev-to-qa
+    sourceRepository: dev/app
+    targetRepository: qa/app
+    rules: [{field: tag, operator: semver, values: [">=1.0.0"]}]
+    tagTemplate: "%n-%Y%m%d"
+  - name: off
+    enabled: false
+    sourceRepository: dev/b
+    targetRepository: qa/b
+`)
+	url, stop, err := serve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []map[string]any
+	api(t, url, "admin", http.MethodGet, "/api/v0/policies", "", &list)
+	if len(list) != 2 || list[0]["id"] != "file-dev-to-qa" || list[0]["source"] != "file" || list[0]["enabled"] != true || list[1]["enabled"] != false {
+		t.Fatalf("policies from the file: %v", list)
+	}
+	var e struct{ Errors []struct{ Code, Message string } }
+	if code := api(t, url, "admin", http.MethodDelete, "/api/v0/repositories/dev/app/promotionPolicies/file-dev-to-qa", "", &e); code != http.StatusConflict || e.Errors[0].Code != "MANAGED" {
+		t.Fatalf("deleting a file policy through the API: %d %+v", code, e)
+	}
+	stop()
+
+	// A bad file: the origin does not start, and says everything at once.
+	write(`promotion:
+  - name: loop
+    sourceRepository: dev/app
+    targetRepository: dev/app
+  - name: fine
+    sourceRepository: dev/c
+    targetRepository: qa/c
+    tagTemplate: "%n-%q"
+pollMirroring:
+  - name: inside
+    localRepository: mirror/x
+    remoteHost: http://169.254.169.254
+    remoteRepository: x
+    colour: blue
+`)
+	_, _, err = serve()
+	if err == nil || !strings.Contains(err.Error(), `field colour not found`) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	write(`promotion:
+  - name: loop
+    sourceRepository: dev/app
+    targetRepository: dev/app
+  - name: fine
+    sourceRepository: dev/c
+    targetRepository: qa/c
+    tagTemplate: "%n-%q"
+pollMirroring:
+  - name: inside
+    localRepository: mirror/x
+    remoteHost: http://169.254.169.254
+    remoteRepository: x
+`)
+	_, _, err = serve()
+	for _, want := range []string{
+		polFile + `:2: promotion policy "loop": targetRepository: "dev/app" is the source repository`,
+		polFile + `:5: promotion policy "fine": tagTemplate:`,
+		polFile + `:10: pollMirroring policy "inside": remoteHost: 169.254.169.254 resolves to 169.254.169.254, link-local address`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v\nlacks %q", err, want)
+		}
+	}
+
+	// Taken out of the file: gone at the next start.
+	write("promotion:\n  - {name: off, enabled: false, sourceRepository: dev/b, targetRepository: qa/b}\n")
+	url, stop, err = serve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	list = nil
+	api(t, url, "admin", http.MethodGet, "/api/v0/policies", "", &list)
+	if len(list) != 1 || list[0]["id"] != "file-off" {
+		t.Fatalf("after removing dev-to-qa from the file: %v", list)
+	}
+}
