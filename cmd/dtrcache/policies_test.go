@@ -699,7 +699,9 @@ func TestPolicyFile(t *testing.T) {
 	if len(list) != 2 || list[0]["id"] != "file-dev-to-qa" || list[0]["source"] != "file" || list[0]["enabled"] != true || list[1]["enabled"] != false {
 		t.Fatalf("policies from the file: %v", list)
 	}
-	var e struct{ Errors []struct{ Code, Message string } }
+	var e struct {
+		Errors []struct{ Code, Message string }
+	}
 	if code := api(t, url, "admin", http.MethodDelete, "/api/v0/repositories/dev/app/promotionPolicies/file-dev-to-qa", "", &e); code != http.StatusConflict || e.Errors[0].Code != "MANAGED" {
 		t.Fatalf("deleting a file policy through the API: %d %+v", code, e)
 	}
