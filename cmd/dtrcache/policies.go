@@ -103,6 +103,7 @@ func newPolicyEngine(ctx context.Context, cfg *config.Origin, store state.Store,
 		}
 	}
 	queue := &jobs.Queue{Store: store, MaxAttempts: pc.MaxAttempts, Hook: hook}
+	reg.MustRegister(jobs.NewOpenJobsCollector(queue))
 	svc, err := policies.New(policies.Config{
 		Store: store, Queue: queue, Local: local, Secrets: secrets, Guard: guard, RemoteHosts: pc.AllowedRemotes,
 		Access: access, Concurrency: pc.Concurrency, BandwidthLimit: int64(pc.Bandwidth), Location: loc,

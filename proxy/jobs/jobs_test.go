@@ -14,6 +14,8 @@ import (
 	"github.com/dtrcache/dtrcache/proxy/jobs"
 	"github.com/dtrcache/dtrcache/proxy/state"
 	"github.com/dtrcache/dtrcache/proxy/state/badgerstate"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -454,5 +456,23 @@ func TestIDsSortByCreationWithinAMillisecond(t *testing.T) {
 		if got[i].ID != want[i] {
 			t.Fatalf("List[%d] = %s, want %s: ids made in one millisecond do not sort by creation", i, got[i].ID, want[i])
 		}
+	}
+}
+
+func TestOpenJobsCollector(t *testing.T) {
+	q := &jobs.Queue{Store: newStore(t)}
+	enqueue(t, q, jobs.Spec{Action: "promote", PolicyID: "p1", Key: "a"})
+	enqueue(t, q, jobs.Spec{Action: "promote", PolicyID: "p1", Key: "b"})
+	c, _ := enqueue(t, q, jobs.Spec{Action: "poll_mirror", PolicyID: "p2"})
+	q.Cancel(context.Background(), c.ID)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(jobs.NewOpenJobsCollector(q))
+	want := `
+# HELP dtrcache_jobs_open Jobs waiting or running, by action, policy and state (counted in the state store when scraped).
+# TYPE dtrcache_jobs_open gauge
+dtrcache_jobs_open{action="promote",policy="p1",state="waiting"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dtrcache_jobs_open"); err != nil {
+		t.Fatal(err)
 	}
 }
