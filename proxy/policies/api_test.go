@@ -198,3 +198,32 @@ func TestJobsAPI(t *testing.T) {
 		t.Fatalf("plan after both tags were promoted: %+v", items)
 	}
 }
+
+// TestPolicyNamesAreUnique: a name is taken once (a conditional write in
+// the store, so two replicas cannot both take it), freed by a rename or a
+// delete.
+func TestPolicyNamesAreUnique(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	base := "/api/v0/repositories/dev/app/promotionPolicies"
+	var first map[string]any
+	if code := e.call("admin", http.MethodPost, base, `{"name":"nightly","enabled":true,"targetRepository":"qa/app"}`, &first); code != http.StatusCreated {
+		t.Fatalf("create: %d %v", code, first)
+	}
+	var out regError
+	if code := e.call("admin", http.MethodPost, base, `{"name":"nightly","enabled":true,"targetRepository":"qa/b"}`, &out); code != http.StatusConflict {
+		t.Fatalf("a second policy named nightly: %d %+v, want 409", code, out)
+	}
+	id := first["id"].(string)
+	if code := e.call("admin", http.MethodPut, base+"/"+id, `{"name":"weekly","enabled":true,"targetRepository":"qa/app"}`, nil); code != http.StatusOK {
+		t.Fatalf("rename: %d", code)
+	}
+	if code := e.call("admin", http.MethodPost, base, `{"name":"nightly","enabled":true,"targetRepository":"qa/b"}`, nil); code != http.StatusCreated {
+		t.Fatalf("nightly after the rename freed it: %d", code)
+	}
+	if code := e.call("admin", http.MethodDelete, base+"/"+id, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("delete: %d", code)
+	}
+	if code := e.call("admin", http.MethodPost, base, `{"name":"weekly","enabled":true,"targetRepository":"qa/c"}`, nil); code != http.StatusCreated {
+		t.Fatalf("weekly after the delete freed it: %d", code)
+	}
+}

@@ -193,6 +193,7 @@ func (s *Service) execCopy(ctx context.Context, run *jobs.Run) error {
 	prog := &replicate.Progress{}
 	var mu sync.Mutex
 	uploads := map[string]replicate.Checkpoint{}
+	changed := false // uploads changed since the last stored checkpoint
 	for _, u := range cp.Uploads {
 		uploads[u.Digest] = u
 	}
@@ -201,7 +202,7 @@ func (s *Service) execCopy(ctx context.Context, run *jobs.Run) error {
 		Logger: s.log.Named("copy"),
 		Checkpoint: func(c replicate.Checkpoint) {
 			mu.Lock()
-			uploads[c.Digest] = c
+			uploads[c.Digest], changed = c, true
 			mu.Unlock()
 		},
 	}
@@ -221,11 +222,16 @@ func (s *Service) execCopy(ctx context.Context, run *jobs.Run) error {
 			case <-t.C:
 				report(run, prog)
 				mu.Lock()
+				if !changed {
+					mu.Unlock()
+					continue
+				}
 				next := cp
 				next.Uploads = make([]replicate.Checkpoint, 0, len(uploads))
 				for _, u := range uploads {
 					next.Uploads = append(next.Uploads, u)
 				}
+				changed = false
 				mu.Unlock()
 				if err := run.Checkpoint(ctx, next); err != nil && ctx.Err() == nil {
 					s.log.Warn("storing a copy checkpoint", zap.String("job", run.Job().ID), zap.Error(err))
@@ -280,6 +286,9 @@ func report(run *jobs.Run, prog *replicate.Progress) {
 		BlobsTotal: int(snap.BlobsTotal), Current: cur})
 }
 
+// pollConcurrency is how many tags a poll resolves at once.
+const pollConcurrency = 8
+
 // pollParams are the parameters of a poll job.
 type pollParams struct {
 	PolicyID    string    `json:"policyID"`
@@ -329,8 +338,10 @@ func (s *Service) execPoll(ctx context.Context, run *jobs.Run) error {
 		return err
 	}
 	mirrored := map[string]string{} // local tag → remote tag, this poll
+	type candidate struct{ remoteTag, localTag, remoteDigest, localDigest string }
+	var cands []*candidate
 	for _, tag := range tags {
-		if !nameRulesHold(pol.Rules, pol.RemoteRepository, tag, s.now()) {
+		if !nameRulesHold(pol.Rules, pol.RemoteRepository, tag, s.now()) || referrersTag(tag) {
 			continue
 		}
 		res.Matched++
@@ -340,23 +351,49 @@ func (s *Service) execPoll(ctx context.Context, run *jobs.Run) error {
 			continue
 		}
 		mirrored[localTag] = tag
-		remoteDigest, err := resolve(ctx, replicate.Ref{Client: remote, Repository: pol.RemoteRepository, Tag: tag})
-		if err != nil {
-			return err
-		}
-		localDigest, err := resolve(ctx, replicate.Ref{Client: s.c.Local, Repository: pol.LocalRepository, Tag: localTag})
-		if err != nil {
-			return err
-		}
-		if localDigest == remoteDigest {
-			res.Unchanged++
+		cands = append(cands, &candidate{remoteTag: tag, localTag: localTag})
+	}
+	// Both digests of every candidate, pollConcurrency tags at a time.
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, pollConcurrency)
+	)
+	for _, c := range cands {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			rd, err := resolve(ctx, replicate.Ref{Client: remote, Repository: pol.RemoteRepository, Tag: c.remoteTag})
+			var ld string
+			if err == nil {
+				ld, err = resolve(ctx, replicate.Ref{Client: s.c.Local, Repository: pol.LocalRepository, Tag: c.localTag})
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			c.remoteDigest, c.localDigest = rd, ld
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, c := range cands {
+		if c.remoteDigest == "" || c.localDigest == c.remoteDigest {
+			res.Unchanged++ // gone since the listing, or the same
 			continue
 		}
-		if _, err := s.enqueueCopy(ctx, rec, ActionPollMirrorTag, copyParams{Repository: pol.RemoteRepository, Tag: tag,
-			Digest: remoteDigest, TriggeredAt: p.TriggeredAt}); err != nil {
+		if _, err := s.enqueueCopy(ctx, rec, ActionPollMirrorTag, copyParams{Repository: pol.RemoteRepository, Tag: c.remoteTag,
+			Digest: c.remoteDigest, TriggeredAt: p.TriggeredAt}); err != nil {
 			return err
 		}
-		res.Queued = append(res.Queued, tag)
+		res.Queued = append(res.Queued, c.remoteTag)
 	}
 	if pol.MirrorDeletes {
 		for localTag, remoteTag := range sched.Mirrored {

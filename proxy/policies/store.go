@@ -218,25 +218,44 @@ var (
 	ErrNameUsed = errors.New("policies: a policy with this name exists")
 )
 
+// namePrefix keys the policy names: policynames/<name> → id, so that a
+// name is taken once across replicas (a conditional write, not a scan).
+const namePrefix = "policynames/"
+
 // put writes rec (new when prevRev is 0), with its secret if one is given
 // (secret nil: keep the stored one), refusing a name another policy has.
 func (s *Service) put(ctx context.Context, rec Record, prevRev int64, secret *string) (int64, error) {
-	if name := rec.Name(); name != "" {
-		all, err := s.records(ctx)
-		if err != nil {
-			return 0, err
-		}
-		for _, o := range all {
-			if o.Name() == name && o.ID() != rec.ID() {
-				return 0, fmt.Errorf("%w: %q", ErrNameUsed, name)
-			}
-		}
-	}
 	op, err := state.PutJSON(policyPrefix+rec.ID(), rec)
 	if err != nil {
 		return 0, err
 	}
+	conds := []state.Cond{{Key: op.Key, Rev: prevRev}}
 	ops := []state.Op{op}
+	oldName := ""
+	if prevRev != 0 {
+		old, _, err := s.get(ctx, rec.ID())
+		if err != nil {
+			return 0, err
+		}
+		oldName = old.Name()
+	}
+	if name := rec.Name(); name != "" {
+		kv, err := s.c.Store.Get(ctx, namePrefix+name)
+		switch {
+		case errors.Is(err, state.ErrNotFound):
+			conds = append(conds, state.Cond{Key: namePrefix + name, Rev: 0})
+			ops = append(ops, state.Put(namePrefix+name, []byte(rec.ID())))
+		case err != nil:
+			return 0, err
+		case string(kv.Value) != rec.ID():
+			return 0, fmt.Errorf("%w: %q", ErrNameUsed, name)
+		default:
+			conds = append(conds, state.Cond{Key: kv.Key, Rev: kv.Rev})
+		}
+	}
+	if oldName != "" && oldName != rec.Name() {
+		ops = append(ops, state.Delete(namePrefix+oldName))
+	}
 	if secret != nil {
 		if *secret == "" {
 			ops = append(ops, s.secrets.DeleteOp(rec.ID()))
@@ -248,7 +267,12 @@ func (s *Service) put(ctx context.Context, rec Record, prevRev int64, secret *st
 			ops = append(ops, sop)
 		}
 	}
-	rev, err := s.c.Store.Txn(ctx, []state.Cond{{Key: op.Key, Rev: prevRev}}, ops...)
+	rev, err := s.c.Store.Txn(ctx, conds, ops...)
+	if errors.Is(err, state.ErrConflict) && rec.Name() != "" {
+		if kv, gerr := s.c.Store.Get(ctx, namePrefix+rec.Name()); gerr == nil && string(kv.Value) != rec.ID() {
+			return 0, fmt.Errorf("%w: %q", ErrNameUsed, rec.Name())
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("policies: store %s: %w", rec.ID(), err)
 	}
@@ -269,9 +293,13 @@ func (s *Service) get(ctx context.Context, id string) (Record, int64, error) {
 	return rec, rev, err
 }
 
-// remove deletes a policy and its secret.
+// remove deletes a policy, its name and its secret.
 func (s *Service) remove(ctx context.Context, id string, rev int64) error {
-	r, err := s.c.Store.Txn(ctx, []state.Cond{{Key: policyPrefix + id, Rev: rev}}, state.Delete(policyPrefix+id), s.secrets.DeleteOp(id))
+	ops := []state.Op{state.Delete(policyPrefix + id), s.secrets.DeleteOp(id)}
+	if rec, _, err := s.get(ctx, id); err == nil && rec.Name() != "" {
+		ops = append(ops, state.Delete(namePrefix+rec.Name()))
+	}
+	r, err := s.c.Store.Txn(ctx, []state.Cond{{Key: policyPrefix + id, Rev: rev}}, ops...)
 	if err != nil {
 		return fmt.Errorf("policies: delete %s: %w", id, err)
 	}
