@@ -148,6 +148,7 @@ func StartTopology(ctx context.Context, opt TopologyOptions) (_ *Topology, err e
 	if err != nil {
 		return nil, err
 	}
+	t.closers = append(t.closers, func() error { osrv.Close(); return nil })
 	t.OriginCounter = NewCounter(serve.Instrument(log.Named("origin"), serve.NewHTTPMetrics(t.OriginMetrics), serve.Mux(osrv, nil, t.OriginMetrics)))
 	originAddr, stop, err := serveLoopback(ctx, t.OriginCounter)
 	if err != nil {

@@ -212,11 +212,20 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 			return fmt.Errorf("http.addr: %w", err)
 		}
 	}
-	var dln net.Listener
+	var dln, fln net.Listener
 	if cfg.HTTP.Debug.Addr != "" {
 		if dln, err = net.Listen("tcp", cfg.HTTP.Debug.Addr); err != nil {
 			apiLn.Close()
 			return fmt.Errorf("http.debug.addr: %w", err)
+		}
+	}
+	if cfg.Forward != nil {
+		if fln, err = net.Listen("tcp", cfg.Forward.Addr); err != nil {
+			apiLn.Close()
+			if dln != nil {
+				dln.Close()
+			}
+			return fmt.Errorf("forward_proxy.addr: %w", err)
 		}
 	}
 	if ls != nil && ls.ready != nil {
@@ -234,8 +243,12 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 			return s.Serve(gctx, dln)
 		})
 	}
-	if cfg.Forward != nil {
-		g.Go(func() error { return serveForward(gctx, cfg, srv, log, reg) })
+	if fln != nil {
+		g.Go(func() error {
+			err := serveForward(gctx, cfg, srv, log, reg, fln)
+			fln.Close() // closed already unless serveForward failed before serving
+			return err
+		})
 	}
 	return g.Wait()
 }

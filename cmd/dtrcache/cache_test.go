@@ -115,10 +115,17 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop() // SIGTERM
-	time.Sleep(200 * time.Millisecond)
-	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+	// New connections are refused once shutdown has begun (waited for,
+	// not slept on), while the download in flight goes on.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			break
+		}
 		c.Close()
-		t.Fatal("still accepting connections after shutdown began")
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections 5s after shutdown began")
+		}
 	}
 	rest, err := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -14,11 +14,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// serveForward serves the forward proxy (forward_proxy) until ctx ends.
-// It shares the redirect store when there is one (both serve only reads
-// the registry authorized; the mirror store never), and opens its own
-// under <storage.root>/proxy otherwise.
-func serveForward(ctx context.Context, cfg *cacheSetup, srv *cache.Server, log *zap.Logger, reg *prometheus.Registry) error {
+// serveForward serves the forward proxy (forward_proxy) on ln until ctx
+// ends. The proxy has a store of its own under <storage.root>/proxy,
+// never the redirect or the mirror store.
+func serveForward(ctx context.Context, cfg *cacheSetup, srv *cache.Server, log *zap.Logger, reg *prometheus.Registry, ln net.Listener) error {
 	f := cfg.Forward
 	authority, err := ca.Load(f.CADir)
 	if err != nil {
@@ -51,10 +50,6 @@ func serveForward(ctx context.Context, cfg *cacheSetup, srv *cache.Server, log *
 	})
 	if err != nil {
 		return fmt.Errorf("forward_proxy: %w", err)
-	}
-	ln, err := net.Listen("tcp", f.Addr)
-	if err != nil {
-		return fmt.Errorf("forward_proxy.addr: %w", err)
 	}
 	log.Info("forward proxy", zap.Strings("intercept", f.Intercept), zap.Strings("tunnel", f.Tunnel), zap.Ints("ports", f.Ports),
 		zap.String("ca", authority.Certificate().Subject.CommonName))

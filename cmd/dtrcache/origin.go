@@ -187,6 +187,7 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 	if err != nil {
 		return err
 	}
+	defer srv.Close() // after the server stopped serving, before the database closes
 	tlsConf, err := serverTLS(cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key)
 	if err != nil {
 		return err

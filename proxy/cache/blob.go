@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
@@ -35,7 +33,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 	if r.Method == http.MethodHead {
 		return s.headBlob(w, r, route, a)
 	}
-	if start, length, ok := rangeStart(r.Header.Get("Range")); ok && start >= directRangeMin {
+	if start, length, ok := regapi.ParseRangeStart(r.Header.Get("Range")); ok && start >= directRangeMin {
 		if _, err := a.store.Stat(d); errors.Is(err, casstore.ErrNotFound) {
 			if handled, err := s.serveRangeDirect(w, r, route, a, start, length); handled {
 				return err
@@ -84,34 +82,6 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, route regapi.R
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
-}
-
-// rangeStart parses "bytes=a-" or "bytes=a-b" (one range, no suffix form)
-// without knowing the blob's size; length is -1 for "a-".
-func rangeStart(h string) (start, length int64, ok bool) {
-	spec, found := strings.CutPrefix(h, "bytes=")
-	if !found || strings.Contains(spec, ",") {
-		return 0, 0, false
-	}
-	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
-	if !found || a == "" {
-		return 0, 0, false
-	}
-	start, err := strconv.ParseInt(a, 10, 64)
-	if err != nil || start < 0 {
-		return 0, 0, false
-	}
-	if b == "" {
-		return start, -1, true
-	}
-	end, err := strconv.ParseInt(b, 10, 64)
-	if err != nil || end < start {
-		return 0, 0, false
-	}
-	if end-start == math.MaxInt64 {
-		return start, -1, true // "0-MaxInt64": everything
-	}
-	return start, end - start + 1, true
 }
 
 // directRangeMin is how far into an uncached blob a range must start to be

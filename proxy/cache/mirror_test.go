@@ -175,9 +175,9 @@ func TestMirrorPrefetchesOnManifestGET(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	time.Sleep(100 * time.Millisecond)
-	if n := e.reg.Counter.TotalBlobGets(); n != 0 {
-		t.Fatalf("a manifest HEAD prefetched %d blobs", n)
+	// Prefetches are queued before the manifest is answered: none was.
+	if n, gets := e.server.PrefetchStats().Queued, e.reg.Counter.TotalBlobGets(); n != 0 || gets != 0 {
+		t.Fatalf("a manifest HEAD queued %d prefetches (%d blob GETs)", n, gets)
 	}
 	// A GET starts every blob's fill before the client asks for any.
 	resp, _, _ = e.get(t, "/v2/pre/fetch/manifests/1", map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
@@ -185,6 +185,9 @@ func TestMirrorPrefetchesOnManifestGET(t *testing.T) {
 		t.Fatalf("manifest: %d", resp.StatusCode)
 	}
 	blobs := append([]v1.Hash{info.Config}, info.Layers...)
+	if n := e.server.PrefetchStats().Queued; n != int64(len(blobs)) {
+		t.Fatalf("the manifest GET queued %d prefetches, want %d", n, len(blobs))
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for _, d := range blobs {
 		for {

@@ -32,16 +32,40 @@ type prefetchJob struct {
 	header http.Header
 }
 
-// prefetcher runs prefetch fills, a bounded number at a time.
+// prefetcher runs prefetch fills, a bounded number at a time. It owns
+// its goroutines (bg): Server.Close stops and waits for them.
 type prefetcher struct {
 	// mu guards jobs and closed.
 	mu     sync.Mutex
 	jobs   chan prefetchJob
 	closed bool
 
-	started atomic.Int64
-	dropped atomic.Int64
+	bg serve.Background
+
+	queued  atomic.Int64 // jobs accepted into the queue
+	started atomic.Int64 // prefetch fills that were not hits
+	dropped atomic.Int64 // jobs refused by a full queue
 }
+
+// PrefetchStats count the server's background fills since it started.
+type PrefetchStats struct {
+	// Queued are blobs accepted into the prefetch queue; a manifest's
+	// blobs are queued before the manifest is answered.
+	Queued int64
+	// Started are prefetch fills that found the blob missing.
+	Started int64
+	// Dropped are blobs refused because the queue was full.
+	Dropped int64
+}
+
+// PrefetchStats returns the prefetch counters.
+func (s *Server) PrefetchStats() PrefetchStats {
+	p := &s.prefetch
+	return PrefetchStats{Queued: p.queued.Load(), Started: p.started.Load(), Dropped: p.dropped.Load()}
+}
+
+// prefetchTimeout bounds how long a background fill is waited for.
+const prefetchTimeout = time.Hour
 
 // maxQueuedPrefetches bounds the blobs waiting to be prefetched; beyond it
 // hints are dropped (the client's own requests still fill).
@@ -63,30 +87,35 @@ func (s *Server) enqueue(jobs []prefetchJob) {
 	if p.jobs == nil {
 		p.jobs = make(chan prefetchJob, maxQueuedPrefetches)
 		for i := 0; i < s.Prefetch; i++ {
-			go s.prefetchWorker(p.jobs)
+			p.bg.Go(func(ctx context.Context) { s.prefetchWorker(ctx, p.jobs) })
 		}
 	}
 	for _, j := range jobs {
 		select {
 		case p.jobs <- j:
+			p.queued.Add(1)
 		default:
 			p.dropped.Add(1)
 		}
 	}
 }
 
-// Close stops the background fill workers once their current fills are
-// done; queued prefetches are dropped. The server serves on without them.
+// Close stops the server's background work and waits for it: queued
+// prefetches are dropped, and running ones stop waiting for their fills
+// (the store finishes those, or abandons them when it closes). Close
+// before closing the stores; the server serves on without background
+// work.
 func (s *Server) Close() {
 	p := &s.prefetch
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if !p.closed {
 		p.closed = true
 		if p.jobs != nil {
 			close(p.jobs)
 		}
 	}
+	p.mu.Unlock()
+	p.bg.Close()
 }
 
 // fillInBackground starts one fill without a client: through the prefetch
@@ -96,18 +125,27 @@ func (s *Server) fillInBackground(j prefetchJob) {
 		s.enqueue([]prefetchJob{j})
 		return
 	}
-	go s.runPrefetch(j)
+	s.prefetch.bg.Go(func(ctx context.Context) { s.runPrefetch(ctx, j) })
 }
 
-func (s *Server) prefetchWorker(jobs <-chan prefetchJob) {
-	for j := range jobs {
-		s.runPrefetch(j)
+func (s *Server) prefetchWorker(ctx context.Context, jobs <-chan prefetchJob) {
+	for {
+		select {
+		case j, ok := <-jobs:
+			if !ok {
+				return
+			}
+			s.runPrefetch(ctx, j)
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
-// runPrefetch fills one blob and waits until its bytes have arrived.
-func (s *Server) runPrefetch(j prefetchJob) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+// runPrefetch fills one blob and waits until its bytes have arrived (or
+// ctx ends).
+func (s *Server) runPrefetch(ctx context.Context, j prefetchJob) {
+	ctx, cancel := context.WithTimeout(ctx, prefetchTimeout)
 	defer cancel()
 	b, res, err := j.store.Fill(ctx, j.d, j.client.BlobSource(j.repo, j.d, j.header), s.Fill)
 	if err == nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/policy"
@@ -82,15 +81,14 @@ type Redirect struct {
 // verify checks a token for one blob — signature, times, repo, digest and
 // audience — remembering good tokens until they expire.
 func (rd *Redirect) verify(ctx context.Context, tok, repo, digest string) (policy.Claims, error) {
-	now := time.Now()
-	c, ok := rd.verified.get(tok, now)
+	c, ok := rd.verified.get(tok)
 	if !ok {
 		vc, err := rd.Verifier.Verify(ctx, tok, repo, digest)
 		if err != nil {
 			return policy.Claims{}, err
 		}
 		c = *vc
-		rd.verified.put(tok, c, now)
+		rd.verified.put(tok, c)
 	}
 	if c.Repo != repo || c.Digest != digest {
 		return c, fmt.Errorf("%w: token is for %s@%s", policy.ErrClaimMismatch, c.Repo, c.Digest)

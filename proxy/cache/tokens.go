@@ -3,50 +3,33 @@ package cache
 import (
 	"crypto/sha256"
 	"sync"
-	"time"
 
+	"github.com/dtrcache/dtrcache/internal/ttlcache"
 	"github.com/dtrcache/dtrcache/policy"
 )
 
 // verifiedTokens remembers tokens that verified, until they expire, so a
 // client that reuses its redirect URL (retries, range requests, load
 // tests) does not pay an Ed25519 verification each time. The claims are
-// re-checked against every request.
+// re-checked against every request. The zero value is ready to use.
 type verifiedTokens struct {
-	// mu guards m.
-	mu sync.Mutex
-	m  map[[32]byte]policy.Claims
+	once   sync.Once
+	claims *ttlcache.Cache[[sha256.Size]byte, policy.Claims]
 }
 
 const maxVerifiedTokens = 10_000
 
-func (v *verifiedTokens) get(tok string, now time.Time) (policy.Claims, bool) {
-	k := sha256.Sum256([]byte(tok))
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	c, ok := v.m[k]
-	if !ok || !now.Before(c.Expiry) {
-		return policy.Claims{}, false
-	}
-	return c, true
+func (v *verifiedTokens) cache() *ttlcache.Cache[[sha256.Size]byte, policy.Claims] {
+	v.once.Do(func() { v.claims = ttlcache.New[[sha256.Size]byte, policy.Claims](maxVerifiedTokens, nil) })
+	return v.claims
 }
 
-func (v *verifiedTokens) put(tok string, c policy.Claims, now time.Time) {
-	k := sha256.Sum256([]byte(tok))
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.m == nil {
-		v.m = make(map[[32]byte]policy.Claims)
-	}
-	if len(v.m) >= maxVerifiedTokens {
-		for key, old := range v.m {
-			if !now.Before(old.Expiry) {
-				delete(v.m, key)
-			}
-		}
-		if len(v.m) >= maxVerifiedTokens {
-			clear(v.m)
-		}
-	}
-	v.m[k] = c
+// get returns the claims of tok if it verified and has not expired.
+func (v *verifiedTokens) get(tok string) (policy.Claims, bool) {
+	return v.cache().Get(sha256.Sum256([]byte(tok)))
+}
+
+// put remembers a verified token until its expiry.
+func (v *verifiedTokens) put(tok string, c policy.Claims) {
+	v.cache().Set(sha256.Sum256([]byte(tok)), c, c.Expiry)
 }

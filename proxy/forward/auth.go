@@ -3,8 +3,9 @@ package forward
 import (
 	"crypto/sha256"
 	"net/http"
-	"sync"
 	"time"
+
+	"github.com/dtrcache/dtrcache/internal/ttlcache"
 )
 
 // MaxAuthTTL is the longest a positive authorization answer is remembered.
@@ -45,19 +46,12 @@ func credential(r *http.Request) [sha256.Size]byte {
 // authCache remembers positive authorization answers for ttl. It is safe
 // for concurrent use.
 type authCache struct {
-	ttl time.Duration
-	now func() time.Time
-
-	// mu guards expires.
-	mu      sync.Mutex
-	expires map[authKey]time.Time
+	ttl     time.Duration
+	answers *ttlcache.Cache[authKey, struct{}]
 }
 
 func newAuthCache(ttl time.Duration, now func() time.Time) *authCache {
-	if now == nil {
-		now = time.Now
-	}
-	return &authCache{ttl: ttl, now: now, expires: map[authKey]time.Time{}}
+	return &authCache{ttl: ttl, answers: ttlcache.New[authKey, struct{}](maxAuthEntries, now)}
 }
 
 // allowed reports whether k was answered positively less than ttl ago.
@@ -65,14 +59,7 @@ func (c *authCache) allowed(k authKey) bool {
 	if c.ttl <= 0 {
 		return false
 	}
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	exp, ok := c.expires[k]
-	if ok && !now.Before(exp) {
-		delete(c.expires, k)
-		return false
-	}
+	_, ok := c.answers.Get(k)
 	return ok
 }
 
@@ -81,43 +68,13 @@ func (c *authCache) remember(k authKey) {
 	if c.ttl <= 0 {
 		return
 	}
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.expires) >= maxAuthEntries {
-		c.sweepLocked(now)
-	}
-	c.expires[k] = now.Add(c.ttl)
+	c.answers.Set(k, struct{}{}, c.answers.Now().Add(c.ttl))
 }
 
 // forget drops every answer for a repository (after a DELETE in it went
 // to the registry), so a deleted blob is not served from the store.
 func (c *authCache) forget(host, repo string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k := range c.expires {
-		if k.host == host && k.repo == repo {
-			delete(c.expires, k)
-		}
-	}
+	c.answers.DeleteFunc(func(k authKey, _ struct{}) bool { return k.host == host && k.repo == repo })
 }
 
-// sweepLocked drops expired answers, or all of them if none has expired
-// (the cache is then full of answers younger than ttl: asking again is
-// cheaper than growing without bound).
-func (c *authCache) sweepLocked(now time.Time) {
-	for k, exp := range c.expires {
-		if !now.Before(exp) {
-			delete(c.expires, k)
-		}
-	}
-	if len(c.expires) >= maxAuthEntries {
-		clear(c.expires)
-	}
-}
-
-func (c *authCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.expires)
-}
+func (c *authCache) len() int { return c.answers.Len() }

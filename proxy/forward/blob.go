@@ -152,7 +152,7 @@ func (p *Proxy) probe(r *http.Request, t target, route regapi.Route) (bool, erro
 	req.Host = r.Host
 	resp, err := p.probes.Do(req)
 	if err != nil {
-		return false, redactURL(err)
+		return false, upstream.RedactURL(err)
 	}
 	resp.Body.Close()
 	switch resp.StatusCode {

@@ -31,9 +31,11 @@ type Options struct {
 	// Leaves issues the certificates of intercepted hosts. Required. If its
 	// OnIssue is nil, New sets it to count and log issued leaves.
 	Leaves *ca.Leaves
-	// Store holds the blobs. It must only ever serve authorized reads (the
-	// redirect store may be shared; the mirror store must not be).
-	// Required.
+	// Store holds the blobs. It must be the proxy's own: every read from
+	// it is confirmed with the registry first, which the redirect and
+	// mirror stores' reads are not (and a proxied pull that the origin
+	// redirects to this cache would wait on its own fill in a shared
+	// store). Required.
 	Store *casstore.Store
 	// Fill tunes fills (parallel range streams and their size).
 	Fill casstore.FillOptions
@@ -132,7 +134,7 @@ func New(o Options) (*Proxy, error) {
 	p.transport.DialContext = p.rules.DialContext
 	p.transport.DisableCompression = true // forward Accept-Encoding as the client sent it
 	p.probes = &http.Client{Transport: p.transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	p.fetches = &http.Client{Transport: p.transport, CheckRedirect: dropCredentialsOnRedirect}
+	p.fetches = &http.Client{Transport: p.transport, CheckRedirect: upstream.CheckRedirect}
 	p.gp = p.newGoproxy()
 	p.handler = p.logRequests(http.HandlerFunc(p.serveProxy))
 	return p, nil
@@ -251,7 +253,7 @@ func (p *Proxy) upstreamFailed(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		status, code, msg = http.StatusForbidden, regapi.CodeDenied, "destination refused by the proxy: "+denied.Reason
 		f.result, f.reason = "denied", denied.Reason
 	} else {
-		f.result, f.err = "error", redactURL(ctx.Error)
+		f.result, f.err = "error", upstream.RedactURL(ctx.Error)
 	}
 	body, _ := json.Marshal(map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
 	return &http.Response{

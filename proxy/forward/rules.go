@@ -262,8 +262,8 @@ func (r *Rules) decide(host string, port int, plain bool) Decision {
 }
 
 // Resolve returns the addresses to dial for host:port: the host map's
-// entry, or the name looked up. Every address must be allowed (see
-// DestinationAllowed), or Resolve returns a *DeniedError: a name that
+// entry, or the name looked up. Every address must be allowed (public, or
+// in AllowPrivate), or Resolve returns a *DeniedError: a name that
 // resolves to one public and one private address is refused.
 func (r *Rules) Resolve(ctx context.Context, host string, port int) ([]netip.AddrPort, error) {
 	name := host
@@ -301,9 +301,6 @@ func orPort(a, b int) int {
 	}
 	return b
 }
-
-// DestinationAllowed reports whether the proxy may connect to ip.
-func (r *Rules) DestinationAllowed(ip netip.Addr) bool { return r.refusal(ip.Unmap()) == "" }
 
 // refusal says why ip may not be dialled, or "".
 func (r *Rules) refusal(ip netip.Addr) string {

@@ -22,10 +22,14 @@ type hintTarget struct {
 	repo  string
 }
 
+// hintTimeout bounds the delivery of one hint.
+const hintTimeout = 5 * time.Second
+
 // hint tells the cache to start filling blobs now, with one token per
 // blob for the user, so the user's redirected requests join running
-// fills. Best effort: failures only cost the head start.
-func (s *Server) hint(t hintTarget, blobs []casstore.Digest) {
+// fills. Best effort: failures only cost the head start. It runs on the
+// server's background context (Server.Close ends it).
+func (s *Server) hint(ctx context.Context, t hintTarget, blobs []casstore.Digest) {
 	h := regapi.PrefetchHint{Repo: t.repo}
 	signer := s.c.Keys.Signer()
 	for _, d := range blobs {
@@ -44,7 +48,7 @@ func (s *Server) hint(t hintTarget, blobs []casstore.Digest) {
 	if t.cache.ProbeHost != "" {
 		base = t.cache.ProbeHost // the address the origin reaches the cache at
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, hintTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+regapi.PrefetchPath, bytes.NewReader(body))
 	if err != nil {

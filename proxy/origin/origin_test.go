@@ -45,6 +45,7 @@ type topology struct {
 	users       *policy.Users
 	cacheStore  *casstore.Store
 	access      *policy.Access
+	srv         *origin.Server
 }
 
 func htpasswd(t *testing.T, users ...string) *policy.Users {
@@ -108,6 +109,8 @@ func newTopology(t *testing.T) *topology {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tp.srv = srv
+	t.Cleanup(srv.Close)
 	tp.originCount = testenv.NewCounter(serve.Instrument(log.Named("origin"), nil, serve.Mux(srv, nil, nil)))
 	tp.origin = httptest.NewServer(tp.originCount)
 	t.Cleanup(tp.origin.Close)
@@ -131,6 +134,7 @@ func newTopology(t *testing.T) *topology {
 	}}
 	cs := &cache.Server{Redirect: &cache.Redirect{Store: st, Upstream: client, Audiences: []string{"asia"},
 		Verifier: &policy.Verifier{Keys: jwks, Issuer: "origin-test"}}, Prefetch: 2}
+	t.Cleanup(cs.Close)
 	tp.cacheStore = st
 	tp.cacheCount = testenv.NewCounter(serve.Instrument(log.Named("cache"), nil, serve.Mux(cs, nil, nil)))
 	tp.cache = httptest.NewServer(tp.cacheCount)
@@ -167,6 +171,23 @@ func (tp *topology) api(t *testing.T, user, method, path string, body any) (int,
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, out
+}
+
+// getManifest GETs an image manifest through the origin as user (which
+// sends the user's cache a prefetch hint).
+func (tp *topology) getManifest(t *testing.T, user, repo, ref string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, tp.origin.URL+"/v2/"+repo+"/manifests/"+ref, nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+	req.SetBasicAuth(user, password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET manifest %s:%s as %s: %d", repo, ref, user, resp.StatusCode)
+	}
 }
 
 func (tp *topology) push(t *testing.T, ref string, seed uint64) v1.Image {
@@ -390,14 +411,7 @@ func TestPrefetchHints(t *testing.T) {
 	tp.api(t, "admin", "POST", "/api/v0/content_caches", map[string]string{"name": "asia", "host": tp.cache.URL, "account": "cache-asia"})
 	tp.api(t, "alice", "PATCH", "/api/v0/accounts/alice/settings", map[string]string{"contentCache": "asia"})
 	tp.reg.Counter.Reset()
-	req, _ := http.NewRequest(http.MethodGet, tp.origin.URL+"/v2/website/ui/manifests/7", nil)
-	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
-	req.SetBasicAuth("alice", password)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	tp.getManifest(t, "alice", "website/ui", "7")
 	deadline := time.Now().Add(10 * time.Second)
 	for _, d := range blobDigests(img) {
 		for {
@@ -425,7 +439,7 @@ func TestPrefetchHints(t *testing.T) {
 	other, _ := policy.GenerateKey(rand.Reader)
 	forged, _, _ := policy.NewSigner(&policy.PrivateKey{Kid: other.Kid, Key: other.Key}, "origin-test", time.Minute).Sign("mallory", "asia", "website/ui", "sha256:"+strings.Repeat("a", 64))
 	body, _ := json.Marshal(regapi.PrefetchHint{Repo: "website/ui", Blobs: []regapi.PrefetchBlob{{Digest: "sha256:" + strings.Repeat("a", 64), Token: forged}}})
-	resp, err = http.Post(tp.cache.URL+cache.PrefetchPath, "application/json", bytes.NewReader(body))
+	resp, err := http.Post(tp.cache.URL+cache.PrefetchPath, "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

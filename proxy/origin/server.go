@@ -57,12 +57,14 @@ type Config struct {
 	API http.Handler
 }
 
-// Server is the origin's HTTP handler.
+// Server is the origin's HTTP handler. It owns the goroutines that
+// deliver prefetch hints to caches: Close stops and waits for them.
 type Server struct {
 	c     Config
 	proxy *httputil.ReverseProxy
 	api   http.Handler
-	links linkCache
+	links *linkCache
+	bg    serve.Background
 }
 
 // New returns an origin server.
@@ -79,7 +81,7 @@ func New(c Config) (*Server, error) {
 	if c.Audit == nil {
 		c.Audit = c.Logger
 	}
-	s := &Server{c: c}
+	s := &Server{c: c, links: newLinkCache()}
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite:        s.rewrite,
 		Transport:      c.Transport,
@@ -95,6 +97,10 @@ func New(c Config) (*Server, error) {
 	s.api = s.apiHandler()
 	return s, nil
 }
+
+// Close stops the server's background work (prefetch hints in flight)
+// and waits for it. Requests served after Close send no hints.
+func (s *Server) Close() { s.bg.Close() }
 
 // ServeHTTP routes the registry API, the caches API and the key set.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -128,12 +134,8 @@ func (s *Server) identify(r *http.Request) (identity, error) {
 		return identity{}, s.challenge(regapi.Errorf(http.StatusUnauthorized, regapi.CodeUnauthorized, "invalid username or password", err))
 	}
 	id := identity{user: user}
-	if caches, err := s.c.DB.Caches(); err == nil {
-		for _, c := range caches {
-			if c.Account != "" && c.Account == user {
-				id.cache = c.Name
-			}
-		}
+	if c, ok := s.c.DB.CacheByAccount(user); ok {
+		id.cache = c.Name
 	}
 	serve.FieldsFrom(r.Context()).User = user
 	return id, nil
@@ -215,7 +217,7 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if route.Kind == regapi.KindManifest && r.Method == http.MethodGet && s.c.PrefetchHints && id.cache == "" && id.user != "" {
-		if c, ok := s.userCache(id.user); ok {
+		if c, why := s.userCache(id.user); why == "" {
 			r = r.WithContext(context.WithValue(r.Context(), hintKey{}, hintTarget{cache: c, user: id.user, repo: route.Name}))
 		}
 	}
@@ -223,17 +225,19 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 	s.proxy.ServeHTTP(w, r)
 }
 
-// userCache returns the user's cache if it is registered and healthy.
-func (s *Server) userCache(user string) (Cache, bool) {
+// userCache returns the user's cache if it is registered and healthy
+// (reading the user's settings once); otherwise why says what is missing:
+// "no_cache" (none set) or "cache_unhealthy" (not registered, or down).
+func (s *Server) userCache(user string) (c Cache, why string) {
 	st, err := s.c.DB.Settings(user)
 	if err != nil || st.ContentCache == "" {
-		return Cache{}, false
+		return Cache{}, "no_cache"
 	}
-	c, err := s.c.DB.Cache(st.ContentCache)
+	c, err = s.c.DB.Cache(st.ContentCache)
 	if err != nil || !s.c.Prober.Healthy(c.Name) {
-		return Cache{}, false
+		return Cache{}, "cache_unhealthy"
 	}
-	return c, true
+	return c, ""
 }
 
 // blobToken returns a redirect token presented with a blob request.
@@ -314,16 +318,15 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route regapi.R
 		s.c.Metrics.directBlob("no_cache")
 		return false
 	}
-	st, err := s.c.DB.Settings(id.user)
-	if err != nil || st.ContentCache == "" {
+	c, why := s.userCache(id.user)
+	switch why {
+	case "no_cache":
 		f.Result = "direct"
-		s.c.Metrics.directBlob("no_cache")
+		s.c.Metrics.directBlob(why)
 		return false
-	}
-	c, ok := s.userCache(id.user)
-	if !ok {
+	case "cache_unhealthy":
 		f.Result = "direct_cache_down"
-		s.c.Metrics.directBlob("cache_unhealthy")
+		s.c.Metrics.directBlob(why)
 		return false
 	}
 	// The token lets the cache serve the digest from its store, whatever
@@ -385,7 +388,7 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		if blobs := regapi.ManifestBlobs(body); len(blobs) > 0 {
-			go s.hint(t, blobs)
+			s.bg.Go(func(ctx context.Context) { s.hint(ctx, t, blobs) })
 		}
 	}
 	return nil

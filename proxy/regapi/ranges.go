@@ -1,6 +1,7 @@
 package regapi
 
 import (
+	"math"
 	"strconv"
 	"strings"
 )
@@ -65,4 +66,78 @@ func parseUint(s string) (int64, error) {
 		return 0, strconv.ErrSyntax
 	}
 	return strconv.ParseInt(s, 10, 64)
+}
+
+// ParseRangeStart parses a Range header of one range from a start
+// ("bytes=a-" or "bytes=a-b") without knowing the blob's size: the start
+// and the length, -1 for "to the end". Suffix ranges ("bytes=-n"), several
+// ranges and other units are not ok.
+func ParseRangeStart(header string) (start, length int64, ok bool) {
+	spec, found := strings.CutPrefix(header, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found || a == "" {
+		return 0, 0, false
+	}
+	start, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || start < 0 {
+		return 0, 0, false
+	}
+	if b == "" {
+		return start, -1, true
+	}
+	end, err := strconv.ParseInt(b, 10, 64)
+	if err != nil || end < start {
+		return 0, 0, false
+	}
+	if end-start == math.MaxInt64 {
+		return start, -1, true // "0-MaxInt64": everything
+	}
+	return start, end - start + 1, true
+}
+
+// RangeHeader returns the Range request header for length bytes from off
+// (length < 0: to the end), or "" for the whole blob (off 0, length < 0).
+func RangeHeader(off, length int64) string {
+	if off <= 0 && length < 0 {
+		return ""
+	}
+	end := ""
+	if length >= 0 {
+		end = strconv.FormatInt(off+length-1, 10)
+	}
+	return "bytes=" + strconv.FormatInt(off, 10) + "-" + end
+}
+
+// ParseContentRange parses a response's Content-Range "bytes a-b/total"
+// (total "*" is -1): the first and last byte and the blob's size.
+func ParseContentRange(header string) (start, end, total int64, ok bool) {
+	spec, found := strings.CutPrefix(header, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	rng, tot, found := strings.Cut(spec, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	a, b, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	var err error
+	if start, err = strconv.ParseInt(a, 10, 64); err != nil || start < 0 {
+		return 0, 0, 0, false
+	}
+	if end, err = strconv.ParseInt(b, 10, 64); err != nil || end < start {
+		return 0, 0, 0, false
+	}
+	total = -1
+	if tot != "*" {
+		if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total <= end {
+			return 0, 0, 0, false
+		}
+	}
+	return start, end, total, true
 }

@@ -59,3 +59,107 @@ func FuzzParseRange(f *testing.F) {
 		}
 	})
 }
+
+func TestParseRangeStart(t *testing.T) {
+	tests := []struct {
+		h             string
+		start, length int64
+		ok            bool
+	}{
+		{"bytes=100-", 100, -1, true},
+		{"bytes=100-199", 100, 100, true},
+		{"bytes=0-9223372036854775807", 0, -1, true},
+		{"bytes=-5", 0, 0, false},
+		{"bytes=5-1", 0, 0, false},
+		{"bytes=1-2,4-5", 0, 0, false},
+		{"items=1-2", 0, 0, false},
+		{"bytes=x-", 0, 0, false},
+		{"", 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.h, func(t *testing.T) {
+			s, l, ok := ParseRangeStart(tt.h)
+			if ok != tt.ok || ok && (s != tt.start || l != tt.length) {
+				t.Fatalf("ParseRangeStart(%q) = %d, %d, %v", tt.h, s, l, ok)
+			}
+		})
+	}
+}
+
+func FuzzParseRangeStart(f *testing.F) {
+	f.Add("bytes=0-")
+	f.Add("bytes=9223372036854775807-9223372036854775807")
+	f.Fuzz(func(t *testing.T, h string) {
+		s, l, ok := ParseRangeStart(h)
+		if ok && (s < 0 || l == 0 || l < -1) {
+			t.Fatalf("ParseRangeStart(%q) = %d, %d", h, s, l)
+		}
+	})
+}
+
+// TestRangeHeader: what a fill asks an upstream for, and that the server
+// side reads it back as the same range.
+func TestRangeHeader(t *testing.T) {
+	tests := []struct {
+		off, length int64
+		want        string
+	}{
+		{0, -1, ""},
+		{0, 10, "bytes=0-9"},
+		{100, -1, "bytes=100-"},
+		{100, 1, "bytes=100-100"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			got := RangeHeader(tt.off, tt.length)
+			if got != tt.want {
+				t.Fatalf("RangeHeader(%d, %d) = %q, want %q", tt.off, tt.length, got, tt.want)
+			}
+			if got == "" {
+				return
+			}
+			if s, l, ok := ParseRangeStart(got); !ok || s != tt.off || l != tt.length {
+				t.Fatalf("ParseRangeStart(%q) = %d, %d, %v", got, s, l, ok)
+			}
+		})
+	}
+}
+
+func TestParseContentRange(t *testing.T) {
+	tests := []struct {
+		h                 string
+		start, end, total int64
+		ok                bool
+	}{
+		{"bytes 0-9/100", 0, 9, 100, true},
+		{"bytes 5-5/*", 5, 5, -1, true},
+		{"bytes 5-4/100", 0, 0, 0, false},
+		{"bytes 0-100/100", 0, 0, 0, false},
+		{"bytes */100", 0, 0, 0, false},
+		{"items 0-1/2", 0, 0, 0, false},
+		{"bytes -1-2/3", 0, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.h, func(t *testing.T) {
+			s, e, tot, ok := ParseContentRange(tt.h)
+			if ok != tt.ok || (ok && (s != tt.start || e != tt.end || tot != tt.total)) {
+				t.Fatalf("ParseContentRange(%q) = %d %d %d %v", tt.h, s, e, tot, ok)
+			}
+		})
+	}
+	r := ByteRange{Start: 10, Length: 5}
+	if s, e, tot, ok := ParseContentRange(r.ContentRange(100)); !ok || s != 10 || e != 14 || tot != 100 {
+		t.Fatalf("ParseContentRange(ContentRange) = %d %d %d %v", s, e, tot, ok)
+	}
+}
+
+func FuzzParseContentRange(f *testing.F) {
+	f.Add("bytes 0-9/100")
+	f.Add("bytes 5-5/*")
+	f.Fuzz(func(t *testing.T, h string) {
+		s, e, tot, ok := ParseContentRange(h)
+		if ok && (s < 0 || e < s || tot != -1 && tot <= e) {
+			t.Fatalf("ParseContentRange(%q) = %d %d %d", h, s, e, tot)
+		}
+	})
+}

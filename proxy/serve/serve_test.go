@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,12 +132,63 @@ func TestServerGracefulShutdown(t *testing.T) {
 	}()
 	<-started
 	cancel()
-	time.Sleep(50 * time.Millisecond)
+	// Shutdown has begun once the listener refuses connections; the
+	// request in flight is then released and must still complete.
+	waitRefused(t, ln.Addr().String())
+	select {
+	case err := <-errc:
+		t.Fatalf("Serve returned %v with a request in flight", err)
+	default:
+	}
 	close(release)
 	if s := <-got; s != "done" {
 		t.Fatalf("request in flight: %q", s)
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBackground: Close cancels the goroutines' context and returns only
+// after each has returned; nothing starts after it.
+func TestBackground(t *testing.T) {
+	var b Background
+	started := make(chan struct{}, 3)
+	var ended atomic.Int32
+	for range 3 {
+		if !b.Go(func(ctx context.Context) {
+			started <- struct{}{}
+			<-ctx.Done()
+			ended.Add(1)
+		}) {
+			t.Fatal("Go refused before Close")
+		}
+	}
+	for range 3 {
+		<-started
+	}
+	b.Close()
+	if n := ended.Load(); n != 3 {
+		t.Fatalf("Close returned with %d of 3 goroutines ended", n)
+	}
+	if b.Go(func(context.Context) { t.Error("ran after Close") }) {
+		t.Fatal("Go accepted work after Close")
+	}
+	b.Close() // again: no-op
+}
+
+// waitRefused waits until addr refuses TCP connections (a server's
+// shutdown closed its listener), failing the test after 5 s.
+func waitRefused(t *testing.T, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts connections", addr)
+		}
 	}
 }

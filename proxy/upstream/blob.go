@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
-	"strings"
 
 	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/proxy/regapi"
 )
 
 // Scope returns the token scope for pulling repo.
@@ -31,12 +30,8 @@ func (c *Client) FetchBlob(ctx context.Context, repo string, d casstore.Digest, 
 	if h == nil {
 		h = http.Header{}
 	}
-	if off > 0 || length >= 0 {
-		end := ""
-		if length >= 0 {
-			end = strconv.FormatInt(off+length-1, 10)
-		}
-		h.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-"+end)
+	if rng := regapi.RangeHeader(off, length); rng != "" {
+		h.Set("Range", rng)
 	}
 	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/v2/" + repo + "/blobs/" + d.String(), Header: h, Scope: Scope(repo)})
 	if err != nil {
@@ -67,7 +62,7 @@ func StreamOf(resp *http.Response, off int64) (casstore.Stream, error) {
 		}
 		return casstore.Stream{Body: resp.Body, Size: size, Len: n}, nil
 	case http.StatusPartialContent:
-		start, end, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		start, end, total, ok := regapi.ParseContentRange(resp.Header.Get("Content-Range"))
 		if !ok || start != off {
 			resp.Body.Close()
 			return casstore.Stream{}, casstore.Permanent(fmt.Errorf("upstream sent Content-Range %q for offset %d", resp.Header.Get("Content-Range"), off))
@@ -79,36 +74,6 @@ func StreamOf(resp *http.Response, off int64) (casstore.Stream, error) {
 		return casstore.Stream{}, serr
 	}
 	return casstore.Stream{}, casstore.Permanent(serr)
-}
-
-// parseContentRange parses "bytes a-b/total" (total may be "*": -1).
-func parseContentRange(h string) (start, end, total int64, ok bool) {
-	spec, found := strings.CutPrefix(h, "bytes ")
-	if !found {
-		return 0, 0, 0, false
-	}
-	rng, tot, found := strings.Cut(spec, "/")
-	if !found {
-		return 0, 0, 0, false
-	}
-	a, b, found := strings.Cut(rng, "-")
-	if !found {
-		return 0, 0, 0, false
-	}
-	var err error
-	if start, err = strconv.ParseInt(a, 10, 64); err != nil || start < 0 {
-		return 0, 0, 0, false
-	}
-	if end, err = strconv.ParseInt(b, 10, 64); err != nil || end < start {
-		return 0, 0, 0, false
-	}
-	total = -1
-	if tot != "*" {
-		if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total <= end {
-			return 0, 0, 0, false
-		}
-	}
-	return start, end, total, true
 }
 
 // StatBlob HEADs a blob and returns its size.

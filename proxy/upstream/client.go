@@ -16,7 +16,10 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/internal/ttlcache"
+	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 )
 
 // Config configures a Client.
@@ -49,28 +52,38 @@ type Observer interface {
 
 // Client talks to one logical upstream registry.
 type Client struct {
-	urls  []*url.URL
-	user  string
-	pass  string
-	hc    *http.Client
-	ua    string
-	obs   Observer
-	log   *zap.Logger
-	next  atomic.Uint64
-	nowFn func() time.Time
+	urls []*url.URL
+	user string
+	pass string
+	hc   *http.Client
+	ua   string
+	obs  Observer
+	log  *zap.Logger
+	next atomic.Uint64
 
-	// mu guards tokens and schemes.
-	mu      sync.Mutex
-	tokens  map[tokenKey]token
-	schemes map[string]string // base URL → challenge scheme seen ("basic"/"bearer")
+	// tokens are the bearer tokens fetched, until shortly before they
+	// expire; fetches coalesces concurrent fetches of one token.
+	tokens  *ttlcache.Cache[tokenKey, string]
+	fetches singleflight.Group
+
+	// mu guards challenges.
+	mu sync.Mutex
+	// challenges are the last authentication challenge of each base URL
+	// ("basic", or "bearer" with its realm and service), so that the next
+	// request sends the right credentials up front.
+	challenges map[string]Challenge
 }
 
+// tokenKey identifies a bearer token: the token service (realm and
+// service of the challenge) and the canonical scope it grants.
 type tokenKey struct{ realm, service, scope string }
 
-type token struct {
-	value   string
-	expires time.Time
-}
+// maxTokens bounds the tokens a client remembers.
+const maxTokens = 1000
+
+// tokenFetchTimeout bounds a token fetch, which runs detached from the
+// request that started it (others may be waiting for it).
+const tokenFetchTimeout = 30 * time.Second
 
 // New returns a Client for cfg.
 func New(cfg Config) (*Client, error) {
@@ -80,9 +93,8 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		user: cfg.Username, pass: cfg.Password,
 		ua: cfg.UserAgent, obs: cfg.Observer, log: cfg.Logger,
-		nowFn:   time.Now,
-		tokens:  make(map[tokenKey]token),
-		schemes: make(map[string]string),
+		tokens:     ttlcache.New[tokenKey, string](maxTokens, nil),
+		challenges: make(map[string]Challenge),
 	}
 	if c.log == nil {
 		c.log = zap.NewNop()
@@ -98,7 +110,7 @@ func New(cfg Config) (*Client, error) {
 	if rt == nil {
 		rt = NewTransport(cfg.TLS)
 	}
-	c.hc = &http.Client{Transport: rt, CheckRedirect: dropCredentials}
+	c.hc = &http.Client{Transport: rt, CheckRedirect: CheckRedirect}
 	return c, nil
 }
 
@@ -114,15 +126,21 @@ func ParseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// dropCredentials is the redirect policy towards upstreams: follow up to 10
-// redirects (to object storage), and send the cache's credentials and the
-// user's token to the registry only, never to another host or port.
-func dropCredentials(req *http.Request, via []*http.Request) error {
+// credentialHeaders are the request headers that authorize a request at
+// a registry: never sent to another host.
+var credentialHeaders = []string{"Authorization", "Cookie", regapi.TokenHeader}
+
+// CheckRedirect is dtrcache's redirect policy towards registries, for an
+// http.Client: follow up to 10 redirects (to object storage), and send
+// credentials (Authorization, Cookie, the forwarded redirect token) to the
+// registry itself only (the first request's scheme and host), never to
+// another host, port or scheme.
+func CheckRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("upstream: stopped after 10 redirects")
 	}
-	if req.URL.Host != via[0].URL.Host {
-		for _, h := range []string{"Authorization", "Cookie", "X-Dtrcache-Token"} {
+	if first := via[0].URL; req.URL.Host != first.Host || req.URL.Scheme != first.Scheme {
+		for _, h := range credentialHeaders {
 			req.Header.Del(h)
 		}
 	}
@@ -239,7 +257,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
 func (c *Client) doURL(ctx context.Context, req Request) (*http.Response, error) {
 	u, err := url.Parse(req.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, casstore.Permanent(fmt.Errorf("upstream: invalid URL %q", redactQuery(req.URL)))
+		return nil, casstore.Permanent(fmt.Errorf("upstream: invalid URL %q", RedactedURL(req.URL)))
 	}
 	for _, base := range c.urls {
 		if base.Scheme == u.Scheme && base.Host == u.Host {
@@ -258,16 +276,9 @@ func Location(resp *http.Response) (string, error) {
 	}
 	u, err := resp.Request.URL.Parse(loc)
 	if err != nil {
-		return "", fmt.Errorf("upstream: invalid Location %q: %w", redactQuery(loc), err)
+		return "", fmt.Errorf("upstream: invalid Location %q: %w", RedactedURL(loc), err)
 	}
 	return u.String(), nil
-}
-
-func redactQuery(s string) string {
-	if before, _, found := strings.Cut(s, "?"); found {
-		return before + "?REDACTED"
-	}
-	return s
 }
 
 // doAuth sends req to base, answering one authentication challenge.
@@ -281,18 +292,18 @@ func (c *Client) doAuth(ctx context.Context, base *url.URL, req Request) (*http.
 	for _, ch := range chs {
 		switch ch.Scheme {
 		case "bearer":
-			tok, terr := c.fetchToken(ctx, ch, req.Scope)
+			tok, terr := c.token(ctx, ch, req.Scope)
 			if terr != nil {
 				c.log.Debug("token fetch failed", zap.Error(terr))
 				return resp, nil // the 401 stands
 			}
-			c.setScheme(base, "bearer")
+			c.setChallenge(base, ch)
 			auth = "Bearer " + tok
 		case "basic":
 			if c.user == "" {
 				return resp, nil
 			}
-			c.setScheme(base, "basic")
+			c.setChallenge(base, ch)
 			auth = basicAuth(c.user, c.pass)
 		}
 		if auth != "" {
@@ -312,29 +323,36 @@ func (c *Client) doAuth(ctx context.Context, base *url.URL, req Request) (*http.
 // token), or a cached bearer token for the scope.
 func (c *Client) authFor(base *url.URL, scope string) string {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch c.schemes[base.String()] {
+	ch := c.challenges[base.String()]
+	c.mu.Unlock()
+	switch ch.Scheme {
 	case "basic", "":
 		if c.user == "" {
 			return ""
 		}
 		return basicAuth(c.user, c.pass)
 	case "bearer":
-		now := c.nowFn()
-		scope = canonicalScope(scope)
-		for k, t := range c.tokens {
-			if k.scope == scope && now.Before(t.expires) {
-				return "Bearer " + t.value
-			}
+		if tok, ok := c.tokens.Get(tokenKeyOf(ch, scope)); ok {
+			return "Bearer " + tok
 		}
 	}
 	return ""
 }
 
-func (c *Client) setScheme(base *url.URL, scheme string) {
+// setChallenge remembers the last challenge of base.
+func (c *Client) setChallenge(base *url.URL, ch Challenge) {
 	c.mu.Lock()
-	c.schemes[base.String()] = scheme
+	c.challenges[base.String()] = ch
 	c.mu.Unlock()
+}
+
+// tokenKeyOf is the key of the token a bearer challenge asks for, for a
+// request of scope (the challenge's own scope wins).
+func tokenKeyOf(ch Challenge, scope string) tokenKey {
+	if s := ch.Params["scope"]; s != "" {
+		scope = s
+	}
+	return tokenKey{realm: ch.Params["realm"], service: ch.Params["service"], scope: canonicalScope(scope)}
 }
 
 func basicAuth(user, pass string) string {
@@ -347,7 +365,7 @@ func (c *Client) send(ctx context.Context, base *url.URL, req Request, auth stri
 	if req.URL != "" {
 		u, err := url.Parse(req.URL)
 		if err != nil {
-			return nil, casstore.Permanent(fmt.Errorf("upstream: invalid URL %q", redactQuery(req.URL)))
+			return nil, casstore.Permanent(fmt.Errorf("upstream: invalid URL %q", RedactedURL(req.URL)))
 		}
 		return c.sendURL(ctx, base.Host, u, req, auth)
 	}
@@ -397,7 +415,7 @@ func (c *Client) sendURL(ctx context.Context, host string, u *url.URL, req Reque
 		c.obs.Request(host, req.Method, status, time.Since(start))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("upstream %s: %w", host, redactURL(err))
+		return nil, fmt.Errorf("upstream %s: %w", host, RedactURL(err))
 	}
 	if c.obs != nil {
 		resp.Body = &countingBody{ReadCloser: resp.Body, obs: c.obs, upstream: host}
@@ -405,20 +423,38 @@ func (c *Client) sendURL(ctx context.Context, host string, u *url.URL, req Reque
 	return resp, nil
 }
 
-// fetchToken gets a bearer token for the challenge, from the cache if valid.
-func (c *Client) fetchToken(ctx context.Context, ch Challenge, scope string) (string, error) {
-	if s := ch.Params["scope"]; s != "" {
-		scope = s
+// token returns the bearer token a challenge asks for: from the cache
+// while it is valid, or fetched once for all the requests that want it at
+// the same time. The fetch runs detached from ctx (with its own timeout),
+// so one caller giving up does not fail the others; each caller waits on
+// its own ctx.
+func (c *Client) token(ctx context.Context, ch Challenge, scope string) (string, error) {
+	key := tokenKeyOf(ch, scope)
+	if tok, ok := c.tokens.Get(key); ok {
+		return tok, nil
 	}
-	scope = canonicalScope(scope)
-	key := tokenKey{realm: ch.Params["realm"], service: ch.Params["service"], scope: scope}
-	now := c.nowFn()
-	c.mu.Lock()
-	if t, ok := c.tokens[key]; ok && now.Before(t.expires) {
-		c.mu.Unlock()
-		return t.value, nil
+	res := c.fetches.DoChan(key.realm+"\x00"+key.service+"\x00"+key.scope, func() (any, error) {
+		if tok, ok := c.tokens.Get(key); ok { // fetched while this call waited to start
+			return tok, nil
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tokenFetchTimeout)
+		defer cancel()
+		return c.fetchToken(fctx, key)
+	})
+	select {
+	case r := <-res:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
 	}
-	c.mu.Unlock()
+}
+
+// fetchToken asks the token service for key's token and caches it until
+// shortly before it expires.
+func (c *Client) fetchToken(ctx context.Context, key tokenKey) (string, error) {
 	realm, err := url.Parse(key.realm)
 	if err != nil || (realm.Scheme != "https" && realm.Scheme != "http") {
 		return "", fmt.Errorf("upstream: bad token realm %q", key.realm)
@@ -428,7 +464,7 @@ func (c *Client) fetchToken(ctx context.Context, ch Challenge, scope string) (st
 		q.Set("service", key.service)
 	}
 	q.Del("scope")
-	for _, s := range strings.Fields(scope) {
+	for _, s := range strings.Fields(key.scope) {
 		q.Add("scope", s) // one parameter per scope, as the token protocol wants
 	}
 	realm.RawQuery = q.Encode()
@@ -441,7 +477,7 @@ func (c *Client) fetchToken(ctx context.Context, ch Challenge, scope string) (st
 	}
 	resp, err := c.hc.Do(hr)
 	if err != nil {
-		return "", fmt.Errorf("upstream: token request: %w", err)
+		return "", fmt.Errorf("upstream: token request: %w", RedactURL(err))
 	}
 	defer drain(resp)
 	if resp.StatusCode != http.StatusOK {
@@ -466,16 +502,7 @@ func (c *Client) fetchToken(ctx context.Context, ch Challenge, scope string) (st
 	if life <= 0 {
 		life = 60 * time.Second
 	}
-	c.mu.Lock()
-	if len(c.tokens) > 1000 {
-		for k, t := range c.tokens {
-			if !now.Before(t.expires) {
-				delete(c.tokens, k)
-			}
-		}
-	}
-	c.tokens[key] = token{value: tok, expires: now.Add(life - min(10*time.Second, life/4))}
-	c.mu.Unlock()
+	c.tokens.Set(key, tok, c.tokens.Now().Add(life-min(10*time.Second, life/4)))
 	return tok, nil
 }
 
@@ -522,16 +549,53 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// redactURL drops the query of the URL in a transport error: after a
-// redirect it may be a signed object-storage URL, which must not reach the
-// logs.
-func redactURL(err error) error {
+// RedactURL returns err with the URL of the *url.Error in it stripped of
+// its query and user information (RedactedURL): after a redirect it may
+// be a signed object-storage URL, and a registry URL may carry a token;
+// neither may reach the logs or a client. err itself is not modified: a
+// *url.Error is copied, and one wrapped deeper is hidden behind an error
+// whose message is redacted (errors.Is and errors.As still see the
+// chain).
+func RedactURL(err error) error {
 	var ue *url.Error
-	if errors.As(err, &ue) {
-		if u, perr := url.Parse(ue.URL); perr == nil && u.RawQuery != "" {
-			u.RawQuery = "REDACTED"
-			return &url.Error{Op: ue.Op, URL: u.String(), Err: ue.Err}
-		}
+	if !errors.As(err, &ue) {
+		return err
 	}
-	return err
+	red := RedactedURL(ue.URL)
+	if red == ue.URL {
+		return err
+	}
+	if err == error(ue) {
+		return &url.Error{Op: ue.Op, URL: red, Err: ue.Err}
+	}
+	return &redactedError{msg: strings.ReplaceAll(err.Error(), ue.URL, red), err: err}
 }
+
+// RedactedURL returns raw without user information, and with
+// "?REDACTED" for any query: what may be logged of a URL.
+func RedactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if before, _, found := strings.Cut(raw, "?"); found {
+			return before + "?REDACTED"
+		}
+		return raw
+	}
+	if u.User == nil && u.RawQuery == "" && !u.ForceQuery {
+		return raw
+	}
+	u.User = nil
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "REDACTED", false
+	}
+	return u.String()
+}
+
+// redactedError is an error whose message had a URL redacted.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

@@ -8,12 +8,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/proxy/regapi"
 )
 
 // blobServer is a tiny registry blob endpoint honouring Range, used to test
@@ -242,6 +246,70 @@ func TestBearerHandshake(t *testing.T) {
 	}
 }
 
+// TestConcurrentRequestsShareOneTokenFetch: requests that meet the same
+// bearer challenge at once wait for one token fetch (singleflight), and
+// one that gives up (its 401 then stands) does not fail the others.
+func TestConcurrentRequestsShareOneTokenFetch(t *testing.T) {
+	data := []byte("layer")
+	d := casstore.FromBytes(data)
+	var tokenRequests atomic.Int64
+	release := make(chan struct{})
+	tokenSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tokenRequests.Add(1)
+		select { // hold the fetch until every client waits on it
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+		json.NewEncoder(w).Encode(map[string]any{"token": "tok", "expires_in": 300})
+	}))
+	defer tokenSrv.Close()
+	var challenged atomic.Int64
+	bs := &blobServer{data: data, auth: func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") == "Bearer tok" {
+			return true
+		}
+		challenged.Add(1)
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service="reg"`, tokenSrv.URL+"/token"))
+		w.WriteHeader(http.StatusUnauthorized)
+		return false
+	}}
+	srv := httptest.NewServer(bs)
+	defer srv.Close()
+	c, _ := New(Config{URLs: []string{srv.URL}})
+	const n = 8
+	errs := make(chan error, n)
+	quitter, quit := context.WithCancel(context.Background())
+	for i := range n {
+		ctx := context.Background()
+		if i == 0 {
+			ctx = quitter // gives up while the fetch runs
+		}
+		go func() {
+			st, err := c.FetchBlob(ctx, "a", d, 0, -1, nil)
+			if err == nil {
+				st.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	for challenged.Load() < n {
+		runtime.Gosched() // every request has met the challenge
+	}
+	quit()
+	if err := <-errs; err == nil {
+		t.Fatal("the request that gave up succeeded") // its 401 stands
+	}
+	close(release)
+	for range n - 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tokenRequests.Load(); got != 1 {
+		t.Fatalf("%d token requests for %d concurrent requests, want 1", got, n)
+	}
+}
+
 func TestRedirectDropsAuthorization(t *testing.T) {
 	data := []byte("from object storage")
 	d := casstore.FromBytes(data)
@@ -276,28 +344,6 @@ func TestRedirectDropsAuthorization(t *testing.T) {
 	}
 }
 
-func TestParseContentRange(t *testing.T) {
-	tests := []struct {
-		h                 string
-		start, end, total int64
-		ok                bool
-	}{
-		{"bytes 0-9/100", 0, 9, 100, true},
-		{"bytes 5-5/*", 5, 5, -1, true},
-		{"bytes 5-4/100", 0, 0, 0, false},
-		{"bytes 0-100/100", 0, 0, 0, false},
-		{"bytes */100", 0, 0, 0, false},
-		{"items 0-1/2", 0, 0, 0, false},
-		{"bytes -1-2/3", 0, 0, 0, false},
-	}
-	for _, tt := range tests {
-		s, e, tot, ok := parseContentRange(tt.h)
-		if ok != tt.ok || (ok && (s != tt.start || e != tt.end || tot != tt.total)) {
-			t.Errorf("parseContentRange(%q) = %d %d %d %v", tt.h, s, e, tot, ok)
-		}
-	}
-}
-
 func TestParseChallenges(t *testing.T) {
 	chs := ParseChallenges(`Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push", Basic realm="x y"`)
 	if len(chs) != 2 || chs[0].Scheme != "bearer" || chs[0].Params["realm"] != "https://auth.example/token" ||
@@ -320,4 +366,66 @@ func FuzzParseChallenges(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRedactURL: the query and user information of a URL in an error
+// never reach its message, whether the *url.Error is the error or wrapped
+// in it, and the caller's error is left as it was.
+func TestRedactURL(t *testing.T) {
+	const raw = "https://user:pw@storage.test/bucket/x?X-Amz-Signature=secret"
+	orig := &url.Error{Op: "Get", URL: raw, Err: io.ErrUnexpectedEOF}
+	wrapped := fmt.Errorf("fetch: %w", orig)
+	for name, err := range map[string]error{"url.Error": orig, "wrapped": wrapped} {
+		t.Run(name, func(t *testing.T) {
+			red := RedactURL(err)
+			if s := red.Error(); strings.Contains(s, "secret") || strings.Contains(s, "pw") || !strings.Contains(s, "storage.test/bucket/x?REDACTED") {
+				t.Fatalf("redacted error %q", s)
+			}
+			if !errors.Is(red, io.ErrUnexpectedEOF) {
+				t.Fatal("the redacted error lost its cause")
+			}
+			if orig.URL != raw {
+				t.Fatalf("the caller's error was modified: %q", orig.URL)
+			}
+		})
+	}
+	plain := errors.New("no URL here")
+	if RedactURL(plain) != plain || RedactURL(nil) != nil {
+		t.Fatal("errors without a URL must pass unchanged")
+	}
+	for in, want := range map[string]string{
+		"https://r.test/v2/": "https://r.test/v2/", "https://r.test/t?x=1": "https://r.test/t?REDACTED",
+		"http://u:p@r.test/a": "http://r.test/a", "%zz?secret": "%zz?REDACTED",
+	} {
+		if got := RedactedURL(in); got != want {
+			t.Errorf("RedactedURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCheckRedirect: credentials follow a redirect on the same scheme and
+// host only.
+func TestCheckRedirect(t *testing.T) {
+	first, _ := http.NewRequest(http.MethodGet, "https://r.test/v2/a/blobs/sha256:x", nil)
+	for target, keep := range map[string]bool{
+		"https://r.test/other": true, "https://storage.test/b": false, "http://r.test/v2/a": false, "https://r.test:8443/x": false,
+	} {
+		t.Run(target, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, target, nil)
+			for _, h := range []string{"Authorization", "Cookie", regapi.TokenHeader} {
+				req.Header.Set(h, "secret")
+			}
+			if err := CheckRedirect(req, []*http.Request{first}); err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range []string{"Authorization", "Cookie", regapi.TokenHeader} {
+				if got := req.Header.Get(h) != ""; got != keep {
+					t.Errorf("%s kept %v, want %v", h, got, keep)
+				}
+			}
+		})
+	}
+	if CheckRedirect(first, make([]*http.Request, 10)) == nil {
+		t.Fatal("an 11th redirect was followed")
+	}
 }
