@@ -39,7 +39,7 @@ type Blob struct {
 // failed).
 func (f *fill) newBlob(ctx context.Context, src Source) (*Blob, error) {
 	f.mu.Lock()
-	ph, err, size := f.phase, f.err, f.size
+	ph, err, size := f.phase, f.err, f.m.size
 	f.mu.Unlock()
 	if ph == phaseFailed {
 		return nil, err
@@ -186,36 +186,12 @@ func (f *fill) avail(off int64, farAhead int64) availability {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	a := availability{ph: f.phase, verified: f.verified, err: f.err, changed: f.changed}
-	readable := a.ph == phaseFilling || a.ph == phaseCommitted || a.verified && a.ph != phaseFailed
-	if !readable || f.size >= 0 && off >= f.size {
+	if readable := a.ph == phaseFilling || a.ph == phaseCommitted || a.verified && a.ph != phaseFailed; !readable {
 		return a
 	}
-	c := int(off / f.chunk)
-	if c >= len(f.prog) {
-		return a
-	}
-	cstart := int64(c) * f.chunk
-	front := cstart + f.prog[c]
-	if off < front {
-		a.n = front - off
-		if !a.verified {
-			// Hold back the last byte until the blob is verified.
-			last := f.size - 1
-			if f.size < 0 {
-				last = front - 1
-			}
-			a.n = max(min(a.n, last-off), 0)
-		}
-	}
+	a.n = f.m.readable(off, a.verified)
 	if a.n == 0 && farAhead >= 0 {
-		switch {
-		case c < f.next:
-			a.far = off-front > farAhead
-		case c == f.next:
-			a.far = off-cstart > farAhead
-		default:
-			a.far = true
-		}
+		a.far = f.m.far(off, farAhead)
 	}
 	return a
 }
@@ -270,7 +246,7 @@ func (s *section) Read(p []byte) (int, error) {
 func (f *fill) sizeKnownAt(off int64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.size >= 0 && off >= f.size
+	return f.m.size >= 0 && off >= f.m.size
 }
 
 // startDirect switches the section to its own source stream at s.off.

@@ -65,6 +65,9 @@ func Load(t testing.TB, pkg string) *Graph {
 // Packages returns every package the build links, the root included.
 func (g *Graph) Packages() []string { return g.order }
 
+// Imports returns the direct imports of pkg.
+func (g *Graph) Imports(pkg string) []string { return g.imports[pkg] }
+
 // Contains reports whether the build links pkg.
 func (g *Graph) Contains(pkg string) bool {
 	_, ok := g.imports[pkg]

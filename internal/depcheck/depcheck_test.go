@@ -33,6 +33,9 @@ func TestGraph(t *testing.T) {
 	if path := g.Path("net/http", nil); path != nil {
 		t.Fatalf("Path(net/http) = %v, want none", path)
 	}
+	if imps := g.Imports(g.Root); !slices.Contains(imps, "os/exec") || slices.Contains(imps, "flag") {
+		t.Fatalf("Imports(root) = %v", imps)
+	}
 	if Chain([]string{"a", "b"}) != "a → b" {
 		t.Fatal(Chain([]string{"a", "b"}))
 	}
