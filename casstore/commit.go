@@ -58,16 +58,25 @@ func (f *fill) commit() error {
 	return nil
 }
 
+// end moves a fill that has not committed to the end phase ph with err,
+// waking its readers; it reports false when the fill had already ended
+// committed (or failed) and nothing changed.
+func (f *fill) end(ph phase, err error) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.phase >= phaseCommitted {
+		return false
+	}
+	f.phase, f.err = ph, err
+	f.notifyLocked()
+	return true
+}
+
 // fail ends the fill without publishing anything; readers get err.
 func (f *fill) fail(err error) {
-	f.mu.Lock()
-	if f.phase >= phaseCommitted {
-		f.mu.Unlock()
+	if !f.end(phaseFailed, err) {
 		return
 	}
-	f.phase, f.err = phaseFailed, err
-	f.notifyLocked()
-	f.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrDigestMismatch), errors.Is(err, ErrSizeMismatch):
 		f.s.c.verifyErrors.Add(1)
@@ -84,14 +93,9 @@ func (f *fill) fail(err error) {
 // writeFailed ends a fill whose disk writes failed: nothing is published,
 // and readers switch to their own source streams for what is not on disk.
 func (f *fill) writeFailed(err error) {
-	f.mu.Lock()
-	if f.phase >= phaseCommitted {
-		f.mu.Unlock()
+	if !f.end(phaseWriteFailed, err) {
 		return
 	}
-	f.phase, f.err = phaseWriteFailed, err
-	f.notifyLocked()
-	f.mu.Unlock()
 	if f.cancel != nil {
 		f.cancel()
 	}

@@ -56,12 +56,15 @@ func ParseSize(s string) (Size, error) {
 }
 
 // UnmarshalText parses the forms of ParseSize.
-func (z *Size) UnmarshalText(b []byte) error {
-	v, err := ParseSize(string(b))
+func (z *Size) UnmarshalText(b []byte) error { return parseText(z, ParseSize, b) }
+
+// parseText sets *dst to parse(b), or leaves it and returns the error.
+func parseText[T any](dst *T, parse func(string) (T, error), b []byte) error {
+	v, err := parse(string(b))
 	if err != nil {
 		return err
 	}
-	*z = v
+	*dst = v
 	return nil
 }
 
@@ -111,14 +114,7 @@ func ParseDuration(s string) (Duration, error) {
 }
 
 // UnmarshalText parses the forms of ParseDuration.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	*d = v
-	return nil
-}
+func (d *Duration) UnmarshalText(b []byte) error { return parseText(d, ParseDuration, b) }
 
 // MarshalText writes the duration as time.Duration's String does.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.D().String()), nil }
