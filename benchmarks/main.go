@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dtrcache/dtrcache/internal/units"
 	"github.com/dtrcache/dtrcache/testenv"
 	"github.com/dtrcache/dtrcache/testenv/wan"
 )
@@ -32,6 +33,11 @@ type options struct {
 	profiles  string
 	fill      string
 	keep      bool
+	// mirrorSet is the unique blob bytes of the mirroring set (0: 1 GiB,
+	// 24 MiB with --quick); policies extra settings of the benchmarked
+	// origin's policies: section.
+	mirrorSet int64
+	policies  string
 }
 
 func main() {
@@ -45,12 +51,22 @@ func main() {
 	flag.StringVar(&o.aggregate, "aggregate", "1Gbit", "per-connection profile: total capacity of the link")
 	flag.DurationVar(&o.loadTime, "load-time", 30*time.Second, "duration of the warm throughput test")
 	flag.StringVar(&o.systems, "systems", "", "comma-separated systems to run (default: all)")
-	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios: cold,concurrent,range,cut,throughput (default: all)")
+	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios: cold,concurrent,range,cut,throughput,mirror (default: all)")
 	flag.StringVar(&o.images, "images", "", "comma-separated images for the cold/warm scenario, e.g. 8x64MiB (default: all)")
 	flag.StringVar(&o.profiles, "profiles", "", "comma-separated WAN profiles: shared,per-conn (default: both)")
 	flag.StringVar(&o.fill, "fill", "", "fill settings of the dtrcache caches as a YAML map, e.g. '{parallel: 1}' (default: the product defaults)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory")
+	mirrorSet := flag.String("mirror-set", "", "unique blob bytes of the mirroring set, e.g. 256MiB (default: 1GiB, 24MiB with --quick)")
+	flag.StringVar(&o.policies, "policies", "", "extra policies settings of the benchmarked origin as a YAML map, e.g. '{workers: 8}' (default: the product defaults)")
 	flag.Parse()
+	if *mirrorSet != "" {
+		n, err := units.ParseSize(*mirrorSet)
+		if err != nil || n <= 0 {
+			fmt.Fprintln(os.Stderr, "benchmarks: --mirror-set:", *mirrorSet, err)
+			os.Exit(2)
+		}
+		o.mirrorSet = int64(n)
+	}
 	if o.quick {
 		o.repeats = 1
 		o.latency = 5 * time.Millisecond
@@ -115,6 +131,24 @@ func run(ctx context.Context, o options) error {
 	if err := buildTools(ctx, e); err != nil {
 		return err
 	}
+	scen := func(name string) bool {
+		return o.scenarios == "" || slices.Contains(strings.Split(o.scenarios, ","), name)
+	}
+	if scen("cold") || scen("concurrent") || scen("range") || scen("cut") || scen("throughput") {
+		if err := runPull(ctx, o, e, step, shared, perConn, scen); err != nil {
+			return err
+		}
+	}
+	if scen("mirror") {
+		return runMirror(ctx, o, e, step)
+	}
+	return nil
+}
+
+// runPull runs the pull scenarios through the caches and writes
+// report.md and results.json.
+func runPull(ctx context.Context, o options, e *env, step func(string, ...any), shared, perConn wan.Config, scen func(string) bool) error {
+	dir := e.dir
 	bport, err := freePort()
 	if err != nil {
 		return err
@@ -196,9 +230,6 @@ func run(ctx context.Context, o options) error {
 	}
 
 	r := &runner{o: o, step: step, systems: systems, setProfile: setProfile}
-	scen := func(name string) bool {
-		return o.scenarios == "" || slices.Contains(strings.Split(o.scenarios, ","), name)
-	}
 	profile := func(name string) bool {
 		return o.profiles == "" || slices.Contains(strings.Split(o.profiles, ","), name)
 	}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what dtrcache's tests need on a fresh Debian machine:
 # the Debian packages for the real peers and clients (skopeo, docker-registry,
-# nginx, wrk, prometheus), the Go lint tools and helm. It does nothing for what is already there.
+# nginx, wrk, prometheus), the Go lint tools, helm, and the mirroring peers of the
+# benchmarks (regsync, crane). It does nothing for what is already there.
 set -euo pipefail
 
 need=()
@@ -31,4 +32,15 @@ if [ ! -x "$gobin/helm" ]; then
 	# Compiles for minutes; once per machine.
 	echo "install-deps: installing helm"
 	go install helm.sh/helm/v3/cmd/helm@v3.22.0
+fi
+# The mirroring benchmark's peers (benchmarks/, `make bench-report`, and the
+# quick form in test-bench-quick.sh): regclient's regsync and
+# go-containerregistry's crane at the version go.mod uses.
+if [ ! -x "$gobin/regsync" ]; then
+	echo "install-deps: installing regsync"
+	go install github.com/regclient/regclient/cmd/regsync@v0.11.7
+fi
+if [ ! -x "$gobin/crane" ]; then
+	echo "install-deps: installing crane"
+	go install "github.com/google/go-containerregistry/cmd/crane@$(cd "$(dirname "$0")/../.." && go list -m -f '{{.Version}}' github.com/google/go-containerregistry)"
 fi
