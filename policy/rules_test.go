@@ -393,3 +393,28 @@ func TestRuleErrorQuotesNames(t *testing.T) {
 		t.Errorf("lines = %q", lines)
 	}
 }
+
+func TestRuleFieldsCompile(t *testing.T) {
+	fields := RuleFields()
+	if len(fields) == 0 || fields[0].Name != "tag" {
+		t.Fatalf("RuleFields() = %v, want tag first", fields)
+	}
+	for _, f := range fields {
+		if len(f.Operators) == 0 {
+			t.Errorf("%s: no operators", f.Name)
+		}
+		for _, op := range f.Operators {
+			if _, ok := lookupField(f.Name); !ok {
+				t.Errorf("%s: not a field", f.Name)
+			}
+			spec, _ := lookupField(f.Name)
+			found := false
+			for _, o := range spec.ops {
+				found = found || o == op
+			}
+			if !found {
+				t.Errorf("%s %s: operator not accepted", f.Name, op)
+			}
+		}
+	}
+}

@@ -88,6 +88,7 @@ func StartRegistry(ctx context.Context, opt RegistryOptions) (*Registry, error) 
 	}
 	cfg.Storage["delete"] = configuration.Parameters{"enabled": true}
 	cfg.Storage["maintenance"] = configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}}
+	cfg.Catalog.MaxEntries = 1000 // the server's default from a config file; zero lists nothing
 	if opt.Htpasswd != "" {
 		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "dtrcache-test", "path": opt.Htpasswd}}
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
@@ -44,6 +45,39 @@ type TopologyOptions struct {
 	Logger *zap.Logger
 	// CacheName is the Asia cache's name ("" means "asia").
 	CacheName string
+	// Extend, if set, adds to the origin before it serves (the policy
+	// engine, the web console: package testenv/stack). It gets the
+	// origin's parts and returns what to add.
+	Extend func(ctx context.Context, parts OriginParts) (OriginExtension, error)
+}
+
+// OriginParts are what the origin of a topology is built from.
+type OriginParts struct {
+	Users   *policy.Users
+	Access  *policy.Access
+	Keys    *origin.KeyRing
+	DB      *origin.DB
+	Prober  *origin.Prober
+	Backend *Registry
+	// Dir is a directory of the topology's own.
+	Dir     string
+	Logger  *zap.Logger
+	Metrics *prometheus.Registry
+}
+
+// OriginExtension is what Extend adds to the origin.
+type OriginExtension struct {
+	// API and Pushed become the origin's Config.API and Config.Pushed.
+	API    http.Handler
+	Pushed func(ctx context.Context, p origin.Push)
+	// Mount, if set, gets the origin's handler and returns handlers to
+	// serve beside it, by path prefix (e.g. "/console/").
+	Mount func(origin http.Handler) (map[string]http.Handler, error)
+	// Run, if set, runs in the background until the topology closes.
+	Run func(ctx context.Context)
+	// Close, if set, is called when the topology closes, after Run
+	// returned.
+	Close func() error
 }
 
 // Topology is a whole dtrcache deployment on loopback: the backend
@@ -143,21 +177,55 @@ func StartTopology(ctx context.Context, opt TopologyOptions) (_ *Topology, err e
 	prober := &origin.Prober{Client: &http.Client{}, Interval: time.Second, List: db.Caches, Logger: log.Named("health")}
 	backend, _ := url.Parse(t.Registry.URL)
 	t.OriginMetrics = prometheus.NewRegistry()
+	var ext OriginExtension
+	if opt.Extend != nil {
+		if ext, err = opt.Extend(ctx, OriginParts{Users: users, Access: access, Keys: keys, DB: db, Prober: prober, Backend: t.Registry,
+			Dir: filepath.Join(t.dir, "origin-extension"), Logger: log, Metrics: t.OriginMetrics}); err != nil {
+			return nil, err
+		}
+		if ext.Close != nil {
+			t.closers = append(t.closers, ext.Close)
+		}
+	}
 	osrv, err := origin.New(origin.Config{Backend: backend, Users: users, Access: access, Keys: keys, DB: db, Prober: prober,
-		Logger: log.Named("origin"), Audit: log.Named("audit"), Metrics: origin.NewMetrics(t.OriginMetrics), PrefetchHints: true})
+		Logger: log.Named("origin"), Audit: log.Named("audit"), Metrics: origin.NewMetrics(t.OriginMetrics), PrefetchHints: true,
+		API: ext.API, Pushed: ext.Pushed})
 	if err != nil {
 		return nil, err
 	}
 	t.closers = append(t.closers, func() error { osrv.Close(); return nil })
-	t.OriginCounter = NewCounter(serve.Instrument(log.Named("origin"), serve.NewHTTPMetrics(t.OriginMetrics), serve.Mux(osrv, nil, t.OriginMetrics)))
+	var root http.Handler = osrv
+	if ext.Mount != nil {
+		mounts, err := ext.Mount(osrv)
+		if err != nil {
+			return nil, err
+		}
+		mux := http.NewServeMux()
+		for prefix, h := range mounts {
+			mux.Handle(prefix, h)
+		}
+		mux.Handle("/", osrv)
+		root = mux
+	}
+	t.OriginCounter = NewCounter(serve.Instrument(log.Named("origin"), serve.NewHTTPMetrics(t.OriginMetrics), serve.Mux(root, nil, t.OriginMetrics)))
 	originAddr, stop, err := serveLoopback(ctx, t.OriginCounter)
 	if err != nil {
 		return nil, err
 	}
 	t.closers = append(t.closers, stop)
 	pctx, cancelProbes := context.WithCancel(context.WithoutCancel(ctx))
-	go prober.Run(pctx)
-	t.closers = append(t.closers, func() error { cancelProbes(); return nil })
+	var bg sync.WaitGroup
+	for _, run := range []func(context.Context){prober.Run, ext.Run} {
+		if run == nil {
+			continue
+		}
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			run(pctx)
+		}()
+	}
+	t.closers = append(t.closers, func() error { cancelProbes(); bg.Wait(); return nil })
 
 	// The WAN between Asia and the origin.
 	if t.Link, err = wan.Listen(context.WithoutCancel(ctx), "127.0.0.1:0", originAddr, opt.WAN); err != nil {

@@ -196,6 +196,7 @@ func checkOrigin(cfg *config.Origin) error {
 	}
 	checkState(&p, cfg)
 	checkPolicies(&p, cfg)
+	checkConsole(&p, cfg.Console)
 	return p.Err()
 }
 

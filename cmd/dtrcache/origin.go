@@ -175,7 +175,7 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 	if err != nil {
 		return err
 	}
-	srv, err := origin.New(origin.Config{
+	oc := origin.Config{
 		Pushed: func(ctx context.Context, p origin.Push) {
 			engine.svc.OnPush(ctx, policies.Push{Repository: p.Repository, Tag: p.Tag, Digest: p.Digest, Subject: p.Subject})
 		},
@@ -183,11 +183,17 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 		Backend: backend, BackendUser: cfg.Backend.Username, BackendPassword: cfg.Backend.Password, Transport: transport,
 		Users: users, Access: access, Keys: keys, DB: db, Prober: prober, Realm: cfg.Auth.Realm,
 		Logger: log, Audit: log.Named("audit"), Metrics: origin.NewMetrics(reg), PrefetchHints: *cfg.Caches.PrefetchHints,
-	})
+	}
+	srv, err := origin.New(oc)
 	if err != nil {
 		return err
 	}
 	defer srv.Close() // after the server stopped serving, before the database closes
+	loc, _ := time.LoadLocation(cfg.Policies.Timezone) // checked; "" is UTC
+	con, err := newConsole(cfg.Console, srv, oc, store, loc, reg, log)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
 	tlsConf, err := serverTLS(cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key)
 	if err != nil {
 		return err
@@ -204,7 +210,7 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 		defer cancel()
 		return db.Ready(ctx)
 	}
-	handler := serve.Instrument(log.Named("access"), serve.NewHTTPMetrics(reg), serve.Mux(srv, ready, reg))
+	handler := serve.Instrument(log.Named("access"), serve.NewHTTPMetrics(reg), serve.Mux(withConsole(srv, con), ready, reg))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		s := &serve.Server{Handler: handler, TLS: tlsConf, Grace: cfg.Shutdown.D(), Logger: log, Name: "origin"}
@@ -212,6 +218,9 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 	})
 	g.Go(func() error { prober.Run(gctx); return nil })
 	g.Go(func() error { return engine.run(gctx) })
+	if con != nil {
+		g.Go(func() error { return con.Run(gctx) })
+	}
 	g.Go(func() error {
 		t := time.NewTicker(cfg.Keys.Reload.D())
 		defer t.Stop()

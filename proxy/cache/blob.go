@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
@@ -58,7 +59,9 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 }
 
 // headBlob answers HEAD from the store, or asks the upstream on a miss
-// without starting a fill.
+// without starting a fill. With "Cache-Control: only-if-cached" (RFC 9111
+// 5.2.1.7) a miss is a 504 instead: the origin's console asks so which
+// blobs the store holds.
 func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, route regapi.Route, a access) error {
 	f := serve.FieldsFrom(r.Context())
 	d := route.Digest
@@ -67,6 +70,10 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, route regapi.R
 		f.Result, size = "hit", info.Size
 	} else if !errors.Is(err, casstore.ErrNotFound) {
 		return err
+	} else if onlyIfCached(r) {
+		f.Result = "not_cached"
+		s.Metrics.blob(a.mode, f.Result)
+		return regapi.NewError(http.StatusGatewayTimeout, regapi.CodeBlobUnknown, "blob not in this cache's store (only-if-cached)")
 	} else {
 		n, err := a.client.StatBlob(r.Context(), route.Name, d, a.header)
 		if err != nil {
@@ -82,6 +89,18 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, route regapi.R
 	}
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// onlyIfCached reports whether r asks for an answer from the store only.
+func onlyIfCached(r *http.Request) bool {
+	for _, v := range r.Header.Values("Cache-Control") {
+		for _, d := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(d), "only-if-cached") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // directRangeMin is how far into an uncached blob a range must start to be

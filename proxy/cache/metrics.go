@@ -17,7 +17,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		blobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtrcache_blob_requests_total",
-			Help: "Blob requests by mode (redirect, mirror) and result (hit, miss, joined, upstream_head, not_modified, error).",
+			Help: "Blob requests by mode (redirect, mirror) and result (hit, miss, joined, upstream_head, not_cached, not_modified, error).",
 		}, []string{"mode", "result"}),
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtrcache_blob_bytes_served_total",

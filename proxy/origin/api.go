@@ -22,6 +22,9 @@ type cacheView struct {
 	Healthy   bool      `json:"healthy"`
 	LastCheck time.Time `json:"lastCheck,omitzero"`
 	Reason    string    `json:"reason,omitempty"`
+	// RTTMillis is how long the cache took to answer the origin's last
+	// probe, in milliseconds (a distance hint; absent without an answer).
+	RTTMillis float64 `json:"rttMs,omitempty"`
 }
 
 // apiHandler serves the DTR-style JSON API:
@@ -29,6 +32,7 @@ type cacheView struct {
 //	GET    /api/v0/content_caches              list (any user)
 //	POST   /api/v0/content_caches              register {name, host, probeHost, account} (admin)
 //	GET    /api/v0/content_caches/{name}       one cache (any user)
+//	PATCH  /api/v0/content_caches/{name}       change {host, probeHost, account} (admin)
 //	DELETE /api/v0/content_caches/{name}       remove (admin)
 //	GET    /api/v0/accounts/{user}/settings    a user's settings (the user, or an admin)
 //	PATCH  /api/v0/accounts/{user}/settings    set {contentCache} (the user, or an admin)
@@ -37,6 +41,7 @@ func (s *Server) apiHandler() http.Handler {
 	mux.HandleFunc("GET /api/v0/content_caches", s.withUser(false, s.listCaches))
 	mux.HandleFunc("POST /api/v0/content_caches", s.withUser(true, s.addCache))
 	mux.HandleFunc("GET /api/v0/content_caches/{name}", s.withUser(false, s.getCache))
+	mux.HandleFunc("PATCH /api/v0/content_caches/{name}", s.withUser(true, s.patchCache))
 	mux.HandleFunc("DELETE /api/v0/content_caches/{name}", s.withUser(true, s.deleteCache))
 	mux.HandleFunc("GET /api/v0/accounts/{user}/settings", s.withUser(false, s.getSettings))
 	for _, m := range []string{"PATCH", "PUT", "POST"} {
@@ -82,8 +87,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func (s *Server) view(c Cache) cacheView {
-	ok, checked, reason := s.c.Prober.Status(c.Name)
-	return cacheView{Cache: c, Healthy: ok, LastCheck: checked, Reason: reason}
+	h, _ := s.c.Prober.Health(c.Name)
+	return cacheView{Cache: c, Healthy: h.Healthy, LastCheck: h.Checked, Reason: h.Reason, RTTMillis: float64(h.RTT.Microseconds()) / 1000}
 }
 
 func (s *Server) listCaches(w http.ResponseWriter, r *http.Request, _ string) {
@@ -132,22 +137,8 @@ func (s *Server) addCache(w http.ResponseWriter, r *http.Request, user string) {
 		s.fail(w, r, regapi.NewError(http.StatusBadRequest, "INVALID_NAME", "name: "+policy.NameSyntax))
 		return
 	}
-	u, err := url.Parse(c.Host)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		s.fail(w, r, regapi.NewError(http.StatusBadRequest, "INVALID_HOST", "host: want http(s)://host[:port]"))
-		return
-	}
-	c.Host = strings.TrimRight(c.Host, "/")
-	if c.ProbeHost != "" {
-		pu, err := url.Parse(c.ProbeHost)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			s.fail(w, r, regapi.NewError(http.StatusBadRequest, "INVALID_HOST", "probeHost: want http(s)://host[:port]"))
-			return
-		}
-		c.ProbeHost = strings.TrimRight(c.ProbeHost, "/")
-	}
-	if c.Account != "" && !s.c.Users.Has(c.Account) {
-		s.fail(w, r, regapi.NewError(http.StatusBadRequest, "INVALID_ACCOUNT", "account: no such user"))
+	if err := s.checkCache(&c); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	c.Created = time.Now().UTC()
@@ -164,6 +155,76 @@ func (s *Server) addCache(w http.ResponseWriter, r *http.Request, user string) {
 	s.c.Prober.Probe(ctx, c)
 	serve.FieldsFrom(r.Context()).Result = "created"
 	writeJSON(w, http.StatusCreated, s.view(c))
+}
+
+// checkCache checks and normalises the addresses and the account of a
+// cache being registered or changed.
+func (s *Server) checkCache(c *Cache) error {
+	u, err := url.Parse(c.Host)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return regapi.NewError(http.StatusBadRequest, "INVALID_HOST", "host: want http(s)://host[:port]")
+	}
+	c.Host = strings.TrimRight(c.Host, "/")
+	if c.ProbeHost != "" {
+		pu, err := url.Parse(c.ProbeHost)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return regapi.NewError(http.StatusBadRequest, "INVALID_HOST", "probeHost: want http(s)://host[:port]")
+		}
+		c.ProbeHost = strings.TrimRight(c.ProbeHost, "/")
+	}
+	if c.Account != "" && !s.c.Users.Has(c.Account) {
+		return regapi.NewError(http.StatusBadRequest, "INVALID_ACCOUNT", "account: no such user")
+	}
+	return nil
+}
+
+// cachePatch is the body of PATCH /api/v0/content_caches/{name}: the
+// fields to change (absent ones are kept; "" clears probeHost or account).
+type cachePatch struct {
+	Host      *string `json:"host"`
+	ProbeHost *string `json:"probeHost"`
+	Account   *string `json:"account"`
+}
+
+func (s *Server) patchCache(w http.ResponseWriter, r *http.Request, user string) {
+	var p cachePatch
+	if err := decodeBody(r, &p); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	c, err := s.c.DB.Cache(r.PathValue("name"))
+	if errors.Is(err, ErrNotFound) {
+		s.fail(w, r, regapi.NewError(http.StatusNotFound, "NOT_FOUND", "no such cache"))
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for _, f := range []struct {
+		dst *string
+		v   *string
+	}{{&c.Host, p.Host}, {&c.ProbeHost, p.ProbeHost}, {&c.Account, p.Account}} {
+		if f.v != nil {
+			*f.dst = *f.v
+		}
+	}
+	if err := s.checkCache(&c); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.c.DB.UpdateCache(c); errors.Is(err, ErrNotFound) {
+		s.fail(w, r, regapi.NewError(http.StatusNotFound, "NOT_FOUND", "no such cache"))
+		return
+	} else if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.c.Audit.Info("cache changed", zap.String("user", user), zap.String("cache", c.Name), zap.String("host", c.Host))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 3*time.Second)
+	defer cancel()
+	s.c.Prober.Probe(ctx, c)
+	writeJSON(w, http.StatusOK, s.view(c))
 }
 
 func (s *Server) deleteCache(w http.ResponseWriter, r *http.Request, user string) {

@@ -157,6 +157,51 @@ func (d *DB) AddCache(c Cache) error {
 	return nil
 }
 
+// UpdateCache replaces a registered cache's record (its name and
+// creation time kept); ErrNotFound if it is not registered.
+func (d *DB) UpdateCache(c Cache) error {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	kv, err := d.store.Get(ctx, cachePrefix+c.Name)
+	if errors.Is(err, state.ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("origin: change cache: %w", err)
+	}
+	var old Cache
+	if err := json.Unmarshal(kv.Value, &old); err == nil {
+		c.Created = old.Created
+	}
+	op, err := state.PutJSON(kv.Key, c)
+	if err != nil {
+		return err
+	}
+	rev, err := d.store.Txn(ctx, []state.Cond{{Key: kv.Key, Rev: kv.Rev}}, op)
+	if errors.Is(err, state.ErrConflict) {
+		return fmt.Errorf("origin: change cache %s: changed meanwhile, try again: %w", c.Name, err)
+	}
+	if err != nil {
+		return fmt.Errorf("origin: change cache: %w", err)
+	}
+	d.caches.Observe(op.Key, op.Value, rev)
+	return nil
+}
+
+// CacheUsers counts, by cache name, the users whose settings name it.
+func (d *DB) CacheUsers() (map[string]int, error) {
+	if err := d.ready(); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, s := range d.settings.All() {
+		if s.ContentCache != "" {
+			out[s.ContentCache]++
+		}
+	}
+	return out, nil
+}
+
 // DeleteCache removes a cache; users pointing at it fall back to the origin.
 func (d *DB) DeleteCache(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)

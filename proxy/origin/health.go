@@ -31,6 +31,29 @@ type health struct {
 	ok      bool
 	checked time.Time
 	err     string
+	rtt     time.Duration
+}
+
+// CacheHealth is the last probe of a cache.
+type CacheHealth struct {
+	// Healthy: the cache answered 200 at /healthz.
+	Healthy bool
+	// Checked is when the probe was made (zero: never probed).
+	Checked time.Time
+	// Reason says why an unhealthy cache is so.
+	Reason string
+	// RTT is how long the cache took to answer the probe (the origin's
+	// distance to it, a hint for users choosing a cache); 0 when it did
+	// not answer.
+	RTT time.Duration
+}
+
+// Health returns the last probe of a cache, and whether it was probed.
+func (p *Prober) Health(name string) (CacheHealth, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h, ok := p.state[name]
+	return CacheHealth{Healthy: h.ok, Checked: h.checked, Reason: h.err, RTT: h.rtt}, ok
 }
 
 // Healthy reports whether the cache answered its last probe.
@@ -64,7 +87,9 @@ func (p *Prober) Probe(ctx context.Context, c Cache) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
 	if err == nil {
 		var resp *http.Response
+		start := time.Now()
 		if resp, err = p.Client.Do(req); err == nil {
+			h.rtt = time.Since(start)
 			resp.Body.Close()
 			h.ok = resp.StatusCode == http.StatusOK
 			if !h.ok {

@@ -125,8 +125,12 @@ type Authenticator struct {
 }
 
 // User returns the user r authenticates as ("" when it sends no
-// credentials), or a 401 with a challenge for bad ones.
+// credentials; the user of an in-process request, OnBehalfOf), or a 401
+// with a challenge for bad credentials.
 func (a Authenticator) User(r *http.Request) (string, error) {
+	if user, ok := onBehalf(r.Context()); ok {
+		return user, nil // authenticated in this process (OnBehalfOf)
+	}
 	user, pass, ok := r.BasicAuth()
 	if !ok {
 		return "", nil

@@ -122,18 +122,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type identity struct {
 	user  string // "" when anonymous
 	cache string // the cache whose account this is, if any
+	// inProcess: the request comes from this process (OnBehalfOf).
+	inProcess bool
 }
 
-// identify checks Basic credentials. Anonymous requests are not an error.
+// identify checks Basic credentials, or takes the user of an in-process
+// request (OnBehalfOf). Anonymous requests are not an error.
 func (s *Server) identify(r *http.Request) (identity, error) {
-	user, pass, ok := r.BasicAuth()
-	if !ok {
-		return identity{}, nil
+	user, inProcess := onBehalf(r.Context())
+	if !inProcess {
+		var pass string
+		var ok bool
+		if user, pass, ok = r.BasicAuth(); !ok {
+			return identity{}, nil
+		}
+		if err := s.c.Users.Authenticate(user, pass); err != nil {
+			return identity{}, s.challenge(regapi.Errorf(http.StatusUnauthorized, regapi.CodeUnauthorized, "invalid username or password", err))
+		}
 	}
-	if err := s.c.Users.Authenticate(user, pass); err != nil {
-		return identity{}, s.challenge(regapi.Errorf(http.StatusUnauthorized, regapi.CodeUnauthorized, "invalid username or password", err))
-	}
-	id := identity{user: user}
+	id := identity{user: user, inProcess: inProcess}
 	if c, ok := s.c.DB.CacheByAccount(user); ok {
 		id.cache = c.Name
 	}
@@ -309,6 +316,9 @@ func (s *Server) serveTokenBlob(w http.ResponseWriter, r *http.Request, route re
 // registered and healthy; it reports whether it did.
 func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route regapi.Route, id identity) bool {
 	f := serve.FieldsFrom(r.Context())
+	if id.inProcess {
+		return false // the origin asked itself: serve it
+	}
 	if id.cache != "" {
 		f.Result = "cache_request"
 		s.c.Metrics.directBlob("cache_request")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what dtrcache's tests need on a fresh Debian machine:
 # the Debian packages for the real peers and clients (skopeo, docker-registry,
-# nginx, wrk, prometheus), the Go lint tools, helm, and the mirroring peers of the
-# benchmarks (regsync, crane). It does nothing for what is already there.
+# nginx, wrk, prometheus, chromium for the console's browser tests), the Go lint
+# tools, helm, and the mirroring peers of the benchmarks (regsync, crane). It does
+# nothing for what is already there.
 set -euo pipefail
 
 need=()
@@ -14,6 +15,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)   # promtool and the server (deploy/ tests)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v file >/dev/null 2>&1 || need+=(file)
+# The console's browser tests (proxy/console, chromedp) drive a headless Chromium.
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 
 if [ ${#need[@]} -gt 0 ]; then
 	echo "install-deps: installing Debian packages: ${need[*]}"

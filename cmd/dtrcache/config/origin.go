@@ -19,6 +19,7 @@ type Origin struct {
 	Keys     KeysDir        `yaml:"keys"`
 	Caches   Probes         `yaml:"caches"`
 	Policies Policies       `yaml:"policies"`
+	Console  Console        `yaml:"console"`
 	Shutdown units.Duration `yaml:"shutdown_grace"`
 }
 
