@@ -189,6 +189,7 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 		return err
 	}
 	defer srv.Close() // after the server stopped serving, before the database closes
+
 	loc, _ := time.LoadLocation(cfg.Policies.Timezone) // checked; "" is UTC
 	con, err := newConsole(cfg.Console, srv, oc, store, loc, reg, log)
 	if err != nil {
