@@ -6,6 +6,9 @@
 //
 //	go run ./testenv/cmd/demo [--layers 8 --layer-size 64MiB] [--keep]
 //
+// With --keep it leaves everything running (the origin with its policy
+// engine and web console) and prints the commands and the console's URL.
+//
 // It lives in the test environment, not in the production binary, so the
 // dtrcache that operators deploy links no test registry.
 package main
@@ -26,6 +29,7 @@ import (
 	"github.com/dtrcache/dtrcache/internal/units"
 	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/testenv"
+	"github.com/dtrcache/dtrcache/testenv/stack"
 	"github.com/dtrcache/dtrcache/testenv/wan"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -111,13 +115,13 @@ func demo(ctx context.Context, f demoFlags, out io.Writer) error {
 		fmt.Fprintf(out, ", %s per connection", progress.Human(perConn*8, "bit/s"))
 	}
 	fmt.Fprintln(out)
-	tp, err := testenv.StartTopology(ctx, testenv.TopologyOptions{
+	tp, err := stack.Start(ctx, stack.Options{TopologyOptions: testenv.TopologyOptions{
 		Dir:      f.dir,
 		WAN:      wan.Config{Latency: f.latency, Bandwidth: bw, PerConnBandwidth: perConn},
 		Fill:     casstore.FillOptions{Parallel: cache.DefaultParallel}, // as a cache configured with defaults
 		Prefetch: cache.DefaultPrefetch,
 		Logger:   log,
-	})
+	}})
 	if err != nil {
 		return err
 	}
@@ -179,7 +183,10 @@ alice's pulls go to the cache, bob's to the origin.
   skopeo copy --src-tls-verify=false --src-creds alice:%[1]s docker://%[2]s/%[3]s dir:/tmp/ui
   curl -s %[4]s/metrics | grep -E '^dtrcache_(blob|store)'
   curl -s -u admin:%[1]s %[5]s/api/v0/content_caches
-`, tp.Password, tp.OriginHost, f.image, tp.CacheURL, tp.OriginURL)
+
+The web console: %[6]s
+  sign in as admin (every page, the caches too), alice or bob (a user's pages), password %[1]q
+`, tp.Password, tp.OriginHost, f.image, tp.CacheURL, tp.OriginURL, tp.ConsoleURL)
 	<-ctx.Done() // run's context ends on SIGINT or SIGTERM
 	fmt.Fprintln(out, "\nstopping")
 	return nil

@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -30,5 +34,66 @@ func TestDemoRejectsBadFlags(t *testing.T) {
 	var errOut bytes.Buffer
 	if code := run(context.Background(), []string{"--bandwidth", "fast"}, &bytes.Buffer{}, &errOut); code != 1 || !strings.Contains(errOut.String(), "--bandwidth") {
 		t.Fatalf("exit %d, %q", code, errOut.String())
+	}
+}
+
+// syncBuffer is a buffer written by the demo and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDemoKeepPrintsTheConsole: with --keep the demo stays up and prints
+// the web console's URL and accounts; the console answers there.
+func TestDemoKeepPrintsTheConsole(t *testing.T) {
+	var out, errOut syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--keep", "--layers", "1", "--layer-size", "256KiB", "--latency", "1ms", "--dir", t.TempDir()}, &out, &errOut)
+	}()
+	consoleURL := regexp.MustCompile(`The web console: (http://\S+/console/)`)
+	deadline := time.Now().Add(2 * time.Minute)
+	var m []string
+	for m == nil {
+		select {
+		case code := <-done:
+			t.Fatalf("the demo ended (%d) before printing the console:\n%s\n%s", code, out.String(), errOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no console URL printed:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		m = consoleURL.FindStringSubmatch(out.String())
+	}
+	if !strings.Contains(out.String(), `sign in as admin`) || !strings.Contains(out.String(), `password "dtrcache"`) {
+		t.Errorf("the accounts are not printed:\n%s", out.String())
+	}
+	resp, err := http.Get(m[1] + "signin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `name="username"`) {
+		t.Fatalf("the console's sign-in page: %d %s", resp.StatusCode, body)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 }
