@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dtrcache/dtrcache/internal/units"
+	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/testenv"
 	"github.com/dtrcache/dtrcache/testenv/wan"
 )

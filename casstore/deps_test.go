@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dtrcache/dtrcache/internal/depcheck"
+	"github.com/dtrcache/dtrcache/testenv/depcheck"
 )
 
 // allowedDirect reports whether the store may import path itself: the

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dtrcache/dtrcache/internal/depcheck"
+	"github.com/dtrcache/dtrcache/testenv/depcheck"
 )
 
 // allowedImport reports whether the policy package may import path: the
@@ -16,7 +16,7 @@ import (
 // import the dependency checker too.
 func allowedImport(path string, test bool) bool {
 	switch {
-	case test && path == "github.com/dtrcache/dtrcache/internal/depcheck":
+	case test && path == "github.com/dtrcache/dtrcache/testenv/depcheck":
 		return true
 	case path == "net/http" || strings.HasPrefix(path, "net/http/"):
 		return false

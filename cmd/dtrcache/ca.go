@@ -7,7 +7,7 @@ import (
 	"io"
 	"path/filepath"
 
-	"github.com/dtrcache/dtrcache/internal/units"
+	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/proxy/forward/ca"
 )
 

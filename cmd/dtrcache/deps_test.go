@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dtrcache/dtrcache/internal/depcheck"
+	"github.com/dtrcache/dtrcache/testenv/depcheck"
 )
 
 // forbiddenDeps are the packages the production binary must not link: the

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
-	"github.com/dtrcache/dtrcache/internal/progress"
-	"github.com/dtrcache/dtrcache/internal/units"
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/progress"
+	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/proxy/state"
 	"github.com/dtrcache/dtrcache/proxy/state/badgerstate"
 	"go.uber.org/zap"

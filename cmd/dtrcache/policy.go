@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/dtrcache/dtrcache/internal/progress"
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/progress"
 	"github.com/dtrcache/dtrcache/proxy/jobs"
 	"github.com/dtrcache/dtrcache/proxy/policies"
 	"golang.org/x/term"

@@ -10,7 +10,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/dtrcache/dtrcache/internal/progress"
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/progress"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"

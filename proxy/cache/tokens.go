@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"sync"
 
-	"github.com/dtrcache/dtrcache/internal/ttlcache"
+	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 	"github.com/dtrcache/dtrcache/policy"
 )
 

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dtrcache/dtrcache/internal/depcheck"
+	"github.com/dtrcache/dtrcache/testenv/depcheck"
 )
 
 // TestImports: the events package is below the origin, not beside it (the

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/dtrcache/dtrcache/internal/ttlcache"
+	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 	"golang.org/x/sync/singleflight"
 )
 

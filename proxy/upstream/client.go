@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
-	"github.com/dtrcache/dtrcache/internal/ttlcache"
+	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/dtrcache/dtrcache/internal/units"
+	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/proxy/forward/ca"
 	"gopkg.in/yaml.v3"
 )

@@ -1,6 +1,6 @@
 package config
 
-import "github.com/dtrcache/dtrcache/internal/units"
+import "github.com/dtrcache/dtrcache/proxy/units"
 
 // Console configures the origin's web console (/console/). Zero values
 // mean the console package's defaults.

@@ -1,6 +1,6 @@
 // Package config reads dtrcache's configuration files: YAML with strict
 // keys (an unknown key is an error that names it), sizes and durations in
-// the forms of internal/units, and normalisation into one native shape.
+// the forms of proxy/units, and normalisation into one native shape.
 // The cache also accepts the configuration shape of a DTR content cache (a
 // registry configuration with the "downstream" middleware) and of
 // distribution's proxy mode unchanged.

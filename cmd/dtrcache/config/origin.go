@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dtrcache/dtrcache/internal/units"
+	"github.com/dtrcache/dtrcache/proxy/units"
 )
 
 // Origin is the configuration of `dtrcache origin`.

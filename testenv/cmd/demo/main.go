@@ -25,8 +25,8 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
-	"github.com/dtrcache/dtrcache/internal/progress"
-	"github.com/dtrcache/dtrcache/internal/units"
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/progress"
+	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/testenv"
 	"github.com/dtrcache/dtrcache/testenv/stack"

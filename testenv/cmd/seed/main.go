@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dtrcache/dtrcache/internal/units"
+	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/testenv"
 )
 

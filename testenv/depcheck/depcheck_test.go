@@ -9,7 +9,7 @@ import (
 // reached through the imports the source names.
 func TestGraph(t *testing.T) {
 	g := Load(t, ".")
-	if g.Root != "github.com/dtrcache/dtrcache/internal/depcheck" {
+	if g.Root != "github.com/dtrcache/dtrcache/testenv/depcheck" {
 		t.Fatalf("root %q", g.Root)
 	}
 	pkgs := g.Packages()
