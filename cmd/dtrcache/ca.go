@@ -7,8 +7,8 @@ import (
 	"io"
 	"path/filepath"
 
-	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/proxy/forward/ca"
+	"github.com/dtrcache/dtrcache/proxy/units"
 )
 
 // runCA manages the forward proxy's office CA: `ca init` creates it,

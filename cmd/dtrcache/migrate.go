@@ -12,9 +12,9 @@ import (
 
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/progress"
-	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/proxy/state"
 	"github.com/dtrcache/dtrcache/proxy/state/badgerstate"
+	"github.com/dtrcache/dtrcache/proxy/units"
 	"go.uber.org/zap"
 )
 

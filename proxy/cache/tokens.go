@@ -4,8 +4,8 @@ import (
 	"crypto/sha256"
 	"sync"
 
-	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 	"github.com/dtrcache/dtrcache/policy"
+	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 )
 
 // verifiedTokens remembers tokens that verified, until they expire, so a

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
-	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
+	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 )

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/proxy/forward/ca"
+	"github.com/dtrcache/dtrcache/proxy/units"
 	"gopkg.in/yaml.v3"
 )
 

@@ -26,8 +26,8 @@ import (
 
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/progress"
-	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/proxy/cache"
+	"github.com/dtrcache/dtrcache/proxy/units"
 	"github.com/dtrcache/dtrcache/testenv"
 	"github.com/dtrcache/dtrcache/testenv/stack"
 	"github.com/dtrcache/dtrcache/testenv/wan"
