@@ -2,6 +2,8 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -165,4 +167,17 @@ func (b *browser) waitFor(path, want string) resp {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// getJSON reads a JSON answer without credentials.
+func getJSON(u string, out any) error {
+	res, err := http.Get(u)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, res.Status)
+	}
+	return json.NewDecoder(res.Body).Decode(out)
 }
