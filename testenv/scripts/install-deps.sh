@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what dtrcache's tests need on a fresh Debian machine:
 # the Debian packages for the real peers and clients (skopeo, docker-registry,
-# nginx, wrk, prometheus, chromium for the console's browser tests), the Go lint
+# nginx, haproxy, wrk, prometheus, chromium for the console's browser tests), the Go lint
 # tools, helm, and the mirroring peers of the benchmarks (regsync, crane). It does
 # nothing for what is already there.
 set -euo pipefail
@@ -10,6 +10,7 @@ need=()
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)     # checks the README's HAProxy mirror-fleet configuration
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)   # promtool and the server (deploy/ tests)
