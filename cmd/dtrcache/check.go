@@ -160,6 +160,13 @@ func checkForward(p *config.Problems, f *config.ForwardProxy) *forward.Rules {
 	if f.IdleTimeout != 0 && f.IdleTimeout.D() < time.Second {
 		p.Add(key+".idle_timeout", "must be at least 1s, got %s", f.IdleTimeout.D())
 	}
+	if m := f.BlobMirror; m != nil {
+		if m.URL == "" {
+			p.Add(key+".blob_mirror.url", "required: the office mirror's base URL, e.g. http://mirror.office.internal:5000")
+		} else if _, err := forward.ParseBlobMirror(m.URL); err != nil {
+			p.Add(key+".blob_mirror.url", "%v", err)
+		}
+	}
 	if err != nil {
 		return nil
 	}

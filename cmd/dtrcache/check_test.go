@@ -147,6 +147,10 @@ forward_proxy:
 		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], idle_timeout: 10ms}", "forward_proxy.idle_timeout"},
 		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], addr: 3128}", "forward_proxy.addr"},
 		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], intercpt: [x]}", `unknown key "intercpt"`},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], blob_mirror: {cas: [/m.pem]}}", "forward_proxy.blob_mirror.url: required"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], blob_mirror: {url: 'http://u:p@mirror:5000'}}", "forward_proxy.blob_mirror.url: forward: blob mirror"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], blob_mirror: {url: 'ftp://mirror'}}", "want http(s)://host[:port]"},
+		{"forward_proxy: {ca_dir: /ca, intercept: [r.test], blob_mirror: {url: http://m:5000, ca: x}}", `unknown key "ca"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {

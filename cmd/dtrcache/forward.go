@@ -43,11 +43,21 @@ func serveForward(ctx context.Context, cfg *cacheSetup, srv *cache.Server, log *
 		}
 	}()
 	reg.MustRegister(cache.NewStoreCollector(store, "proxy"))
-	p, err := forward.New(forward.Options{
+	opts := forward.Options{
 		Rules: cfg.rules, Leaves: &ca.Leaves{CA: authority, Max: f.MaxLeafCerts}, Store: store, Fill: srv.Fill,
 		TLS: tlsConf, AuthTTL: f.AuthTTL.D(), IdleTimeout: f.IdleTimeout.D(), Grace: cfg.Shutdown.D(),
 		Logger: log.Named("forward"), Metrics: forward.NewMetrics(reg),
-	})
+	}
+	if m := f.BlobMirror; m != nil {
+		if opts.BlobMirror, err = forward.ParseBlobMirror(m.URL); err != nil {
+			return fmt.Errorf("forward_proxy.blob_mirror.url: %w", err)
+		}
+		if opts.MirrorTLS, err = tlsConfig(m.CAs); err != nil {
+			return fmt.Errorf("forward_proxy.blob_mirror.cas: %w", err)
+		}
+		log.Info("forward proxy fills blobs from the office mirror", zap.String("mirror", opts.BlobMirror.String()))
+	}
+	p, err := forward.New(opts)
 	if err != nil {
 		return fmt.Errorf("forward_proxy: %w", err)
 	}

@@ -163,9 +163,14 @@ func (p *Proxy) probe(r *http.Request, t target, route regapi.Route) (bool, erro
 	return resp.StatusCode >= 200 && resp.StatusCode < 300, nil
 }
 
-// source returns the fill source for a blob: GETs with r's credentials.
+// source returns the fill source for a blob: GETs with r's credentials,
+// from the blob mirror first when there is one.
 func (p *Proxy) source(r *http.Request, t target, route regapi.Route) casstore.Source {
-	return &blobSource{client: p.fetches, url: blobURL(r, route), header: credentialsOf(r)}
+	direct := &blobSource{client: p.fetches, url: blobURL(r, route), header: credentialsOf(r)}
+	if p.mirror == nil {
+		return direct
+	}
+	return &mirrorSource{p: p, url: p.mirror.blobURL(t, route), fallback: direct, digest: route.Digest.String()}
 }
 
 // blobURL is the registry URL of the blob r asks for (r.URL is absolute).

@@ -63,6 +63,20 @@
 // after the headers were sent aborts the connection, so a cut body never
 // looks complete.
 //
+// # A blob mirror: several proxy nodes, one WAN transfer
+//
+// With Options.BlobMirror (the office's mirror fleet, or its load
+// balancer), a miss is filled from
+// <mirror>/v2/<repo>/blobs/<digest>?ns=<registry> instead of the registry:
+// without the client's credentials (the mirror reads the registry with its
+// own account), redirects not followed. The authorization check above is
+// unchanged — the registry confirms every client before the store answers
+// and before a fill starts — so the mirror only saves the WAN. Every
+// Fetch of a fill (the first, and each resume) tries the mirror first and
+// the registry, with the client's credentials, when the mirror fails: it
+// is down, does not mirror the registry, or may not read the repository.
+// casstore verifies the digest of whatever arrives.
+//
 // # How goproxy is used, and where not
 //
 // goproxy (github.com/elazarl/goproxy) handles the proxy protocol: the
@@ -110,6 +124,8 @@
 // cached|allowed|denied, reason). Metrics: dtrcache_forward_requests_total
 // {result}, dtrcache_forward_connects_total{action},
 // dtrcache_forward_auth_checks_total{result},
-// dtrcache_forward_bytes_total{source}, and
+// dtrcache_forward_bytes_total{source},
+// dtrcache_forward_fill_fetches_total{upstream,result} (with a blob
+// mirror), and
 // dtrcache_forward_leaf_certs_issued_total.
 package forward

@@ -146,7 +146,7 @@ func newEnv(t *testing.T, c envConfig) *env {
 	e := &env{t: t, pki: newTestPKI(t), now: time.Now()}
 	var err error
 	e.reg, err = testenv.StartRegistry(ctx, testenv.RegistryOptions{
-		Htpasswd: htpasswdFile(t, "alice", "bob"), Wrap: c.wrap,
+		Htpasswd: htpasswdFile(t, "alice", "bob", "office-mirror"), Wrap: c.wrap,
 		TLS: e.pki.server(t, "registry.test", "tunnel.test", "127.0.0.1"),
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ type Metrics struct {
 	connects *prometheus.CounterVec
 	auth     *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
+	fetches  *prometheus.CounterVec
 	leaves   prometheus.Counter
 }
 
@@ -31,12 +32,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dtrcache_forward_bytes_total",
 			Help: "Response body bytes sent to clients by source: store (complete blob), fill (a fill in progress), forward (relayed from the registry); tunnel counts both directions of tunnels.",
 		}, []string{"source"}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dtrcache_forward_fill_fetches_total",
+			Help: "Fetches of blob fills with a blob mirror configured, by upstream (mirror, or registry when the mirror failed) and result (ok, error).",
+		}, []string{"upstream", "result"}),
 		leaves: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dtrcache_forward_leaf_certs_issued_total",
 			Help: "Leaf certificates signed by the office CA (the first handshake for a host, or a renewal).",
 		}),
 	}
-	reg.MustRegister(m.requests, m.connects, m.auth, m.bytes, m.leaves)
+	reg.MustRegister(m.requests, m.connects, m.auth, m.bytes, m.fetches, m.leaves)
 	return m
 }
 
@@ -61,6 +66,12 @@ func (m *Metrics) authCheck(result string) {
 func (m *Metrics) sent(source string, n int64) {
 	if m != nil && n > 0 {
 		m.bytes.WithLabelValues(source).Add(float64(n))
+	}
+}
+
+func (m *Metrics) upstreamFetch(upstream, result string) {
+	if m != nil {
+		m.fetches.WithLabelValues(upstream, result).Inc()
 	}
 }
 

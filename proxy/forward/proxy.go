@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,17 @@ type Options struct {
 	Store *casstore.Store
 	// Fill tunes fills (parallel range streams and their size).
 	Fill casstore.FillOptions
+	// BlobMirror, if set, is the office's mirror fleet (a pull-through
+	// mirror, or the load balancer in front of several): a miss is filled
+	// from <BlobMirror>/v2/<repo>/blobs/<digest>?ns=<registry>, without
+	// the client's credentials, so a blob crosses the WAN once per office
+	// however many proxy nodes there are. Authorization does not change:
+	// the registry still confirms every client before the store answers.
+	// When the mirror fails, the fill goes to the registry. It is the
+	// operator's address, so it is dialled without the destination rules.
+	BlobMirror *url.URL
+	// MirrorTLS verifies the blob mirror (nil: the system roots).
+	MirrorTLS *tls.Config
 	// TLS verifies registries (system roots plus the configured CAs). nil
 	// means the system roots.
 	TLS *tls.Config
@@ -90,6 +102,7 @@ type Proxy struct {
 	transport *http.Transport
 	probes    *http.Client // redirects not followed
 	fetches   *http.Client // redirects followed, credentials dropped
+	mirror    *blobMirror  // nil: fills go to the registry
 	tunnels   *tunnels
 	queue     *connQueue
 	handler   http.Handler
@@ -135,6 +148,12 @@ func New(o Options) (*Proxy, error) {
 	p.transport.DisableCompression = true // forward Accept-Encoding as the client sent it
 	p.probes = &http.Client{Transport: p.transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	p.fetches = &http.Client{Transport: p.transport, CheckRedirect: upstream.CheckRedirect}
+	if o.BlobMirror != nil {
+		var err error
+		if p.mirror, err = newBlobMirror(o.BlobMirror, o.MirrorTLS); err != nil {
+			return nil, err
+		}
+	}
 	p.gp = p.newGoproxy()
 	p.handler = p.logRequests(http.HandlerFunc(p.serveProxy))
 	return p, nil

@@ -166,6 +166,18 @@ type ForwardProxy struct {
 	// IdleTimeout closes idle client connections and tunnels (0 means the
 	// forward proxy's default).
 	IdleTimeout units.Duration `yaml:"idle_timeout"`
+	// BlobMirror, if set, is the office's mirror fleet that misses are
+	// filled from (forward.Options.BlobMirror).
+	BlobMirror *BlobMirror `yaml:"blob_mirror"`
+}
+
+// BlobMirror is where an HTTPS_PROXY node fills blobs from: the office's
+// pull-through mirror, or the load balancer of its mirror fleet.
+type BlobMirror struct {
+	// URL is the mirror's base URL (http(s)://host[:port]).
+	URL string `yaml:"url"`
+	// CAs are PEM files trusted for the mirror, besides the system roots.
+	CAs []string `yaml:"cas"`
 }
 
 // Mw is one registry middleware entry.
@@ -325,6 +337,11 @@ func (c *Cache) Files() []File {
 		}
 		for i, ca := range f.CAs {
 			add(fmt.Sprintf("forward_proxy.cas[%d]", i), ca)
+		}
+		if m := f.BlobMirror; m != nil {
+			for i, ca := range m.CAs {
+				add(fmt.Sprintf("forward_proxy.blob_mirror.cas[%d]", i), ca)
+			}
 		}
 	}
 	return fs
