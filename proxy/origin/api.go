@@ -6,8 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/dtrcache/dtrcache/policy"
@@ -30,9 +28,9 @@ type cacheView struct {
 // apiHandler serves the DTR-style JSON API:
 //
 //	GET    /api/v0/content_caches              list (any user)
-//	POST   /api/v0/content_caches              register {name, host, probeHost, account} (admin)
+//	POST   /api/v0/content_caches              register {name, host | hosts, probeHost | probeHosts, account} (admin)
 //	GET    /api/v0/content_caches/{name}       one cache (any user)
-//	PATCH  /api/v0/content_caches/{name}       change {host, probeHost, account} (admin)
+//	PATCH  /api/v0/content_caches/{name}       change {host | hosts, probeHost | probeHosts, account} (admin)
 //	DELETE /api/v0/content_caches/{name}       remove (admin)
 //	GET    /api/v0/accounts/{user}/settings    a user's settings (the user, or an admin)
 //	PATCH  /api/v0/accounts/{user}/settings    set {contentCache} (the user, or an admin)
@@ -157,20 +155,11 @@ func (s *Server) addCache(w http.ResponseWriter, r *http.Request, user string) {
 	writeJSON(w, http.StatusCreated, s.view(c))
 }
 
-// checkCache checks and normalises the addresses and the account of a
-// cache being registered or changed.
+// checkCache checks and normalises the addresses (normalizeNodes) and the
+// account of a cache being registered or changed.
 func (s *Server) checkCache(c *Cache) error {
-	u, err := url.Parse(c.Host)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		return regapi.NewError(http.StatusBadRequest, "INVALID_HOST", "host: want http(s)://host[:port]")
-	}
-	c.Host = strings.TrimRight(c.Host, "/")
-	if c.ProbeHost != "" {
-		pu, err := url.Parse(c.ProbeHost)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			return regapi.NewError(http.StatusBadRequest, "INVALID_HOST", "probeHost: want http(s)://host[:port]")
-		}
-		c.ProbeHost = strings.TrimRight(c.ProbeHost, "/")
+	if err := normalizeNodes(c); err != nil {
+		return err
 	}
 	if c.Account != "" && !s.c.Users.Has(c.Account) {
 		return regapi.NewError(http.StatusBadRequest, "INVALID_ACCOUNT", "account: no such user")
@@ -180,10 +169,14 @@ func (s *Server) checkCache(c *Cache) error {
 
 // cachePatch is the body of PATCH /api/v0/content_caches/{name}: the
 // fields to change (absent ones are kept; "" clears probeHost or account).
+// host makes the cache a single node and hosts replaces a fleet's nodes
+// (one of them, not both); probeHosts goes with hosts.
 type cachePatch struct {
-	Host      *string `json:"host"`
-	ProbeHost *string `json:"probeHost"`
-	Account   *string `json:"account"`
+	Host       *string   `json:"host"`
+	Hosts      *[]string `json:"hosts"`
+	ProbeHost  *string   `json:"probeHost"`
+	ProbeHosts *[]string `json:"probeHosts"`
+	Account    *string   `json:"account"`
 }
 
 func (s *Server) patchCache(w http.ResponseWriter, r *http.Request, user string) {
@@ -201,13 +194,29 @@ func (s *Server) patchCache(w http.ResponseWriter, r *http.Request, user string)
 		s.fail(w, r, err)
 		return
 	}
+	if p.Host != nil && p.Hosts != nil {
+		s.fail(w, r, regapi.NewError(http.StatusBadRequest, "INVALID_HOST", "host: give host for one node or hosts for several, not both"))
+		return
+	}
+	switch {
+	case p.Hosts != nil:
+		c.Host, c.Hosts, c.ProbeHost = "", *p.Hosts, ""
+		if p.ProbeHosts == nil {
+			c.ProbeHosts = nil
+		}
+	case p.Host != nil:
+		c.Host, c.Hosts, c.ProbeHosts = *p.Host, nil, nil
+	}
 	for _, f := range []struct {
 		dst *string
 		v   *string
-	}{{&c.Host, p.Host}, {&c.ProbeHost, p.ProbeHost}, {&c.Account, p.Account}} {
+	}{{&c.ProbeHost, p.ProbeHost}, {&c.Account, p.Account}} {
 		if f.v != nil {
 			*f.dst = *f.v
 		}
+	}
+	if p.ProbeHosts != nil {
+		c.ProbeHosts = *p.ProbeHosts
 	}
 	if err := s.checkCache(&c); err != nil {
 		s.fail(w, r, err)

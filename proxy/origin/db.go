@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dtrcache/dtrcache/proxy/rendezvous"
 	"github.com/dtrcache/dtrcache/proxy/state"
 	"github.com/dtrcache/dtrcache/proxy/state/badgerstate"
 	"go.uber.org/zap"
@@ -16,17 +17,30 @@ import (
 
 // Cache is a registered content cache.
 type Cache struct {
-	// Name identifies the cache: the audience of its tokens.
+	// Name identifies the cache: the audience of its tokens (every node
+	// of a fleet has this name).
 	Name string `json:"name"`
-	// Host is the cache's base URL, e.g. https://cache-asia.example.org.
+	// Host is the cache's base URL, e.g. https://cache-asia.example.org:
+	// the only node of a single cache, the first of a fleet's.
 	Host string `json:"host"`
+	// Hosts, for a fleet, are the base URLs of its nodes; the origin
+	// sends each blob to one of them (Cache.NodeFor). Empty for a single
+	// node.
+	Hosts []string `json:"hosts,omitempty"`
 	// ProbeHost, if set, is where the origin probes the cache's health
-	// when that differs from the clients' URL (NAT, containers).
-	ProbeHost string `json:"probeHost,omitempty"`
+	// when that differs from the clients' URL (NAT, containers);
+	// ProbeHosts is the same per node of a fleet ("" for a node probed at
+	// its URL).
+	ProbeHost  string   `json:"probeHost,omitempty"`
+	ProbeHosts []string `json:"probeHosts,omitempty"`
 	// Account, if set, is the user the cache authenticates as; its
 	// requests are served, never redirected.
 	Account string    `json:"account,omitempty"`
 	Created time.Time `json:"created"`
+
+	// ring is the rendezvous set of a fleet's nodes, made when the
+	// record is read (nil: made on use).
+	ring *rendezvous.Set
 }
 
 // Settings are a user's settings.
@@ -81,7 +95,7 @@ func OpenDB(dir string) (*DB, error) {
 func NewDB(store state.Store, log *zap.Logger) *DB {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &DB{store: store, cancel: cancel}
-	d.caches = &state.View[Cache]{Store: store, Prefix: cachePrefix, Logger: log, Decode: decodeJSON[Cache]}
+	d.caches = &state.View[Cache]{Store: store, Prefix: cachePrefix, Logger: log, Decode: decodeCache}
 	d.settings = &state.View[Settings]{Store: store, Prefix: settingsPrefix, Logger: log, Decode: decodeJSON[Settings]}
 	for _, run := range []func(context.Context) error{d.caches.Run, d.settings.Run} {
 		d.wg.Add(1)

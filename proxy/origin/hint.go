@@ -27,39 +27,57 @@ const hintTimeout = 5 * time.Second
 
 // hint tells the cache to start filling blobs now, with one token per
 // blob for the user, so the user's redirected requests join running
-// fills. Best effort: failures only cost the head start. It runs on the
-// server's background context (Server.Close ends it).
+// fills. A fleet gets one hint per node, each with the blobs the node
+// will be asked for (Cache.NodeFor over the nodes up now), so no blob is
+// filled on a node that will not serve it. Best effort: failures only
+// cost the head start. It runs on the server's background context
+// (Server.Close ends it).
 func (s *Server) hint(ctx context.Context, t hintTarget, blobs []casstore.Digest) {
-	h := regapi.PrefetchHint{Repo: t.repo}
+	up := s.nodeUp(t.cache)
+	var order []Node
+	byNode := map[Node]*regapi.PrefetchHint{}
 	signer := s.c.Keys.Signer()
 	for _, d := range blobs {
+		n, ok := t.cache.NodeFor(d.String(), up)
+		if !ok {
+			return // no node takes users: they pull from the origin
+		}
 		tok, _, err := signer.Sign(t.user, t.cache.Name, t.repo, d.String())
 		if err != nil {
 			s.c.Logger.Error("signing a prefetch token", zap.Error(err))
 			return
 		}
+		h := byNode[n]
+		if h == nil {
+			h = &regapi.PrefetchHint{Repo: t.repo}
+			byNode[n] = h
+			order = append(order, n)
+		}
 		h.Blobs = append(h.Blobs, regapi.PrefetchBlob{Digest: d.String(), Token: tok})
 	}
+	for _, n := range order {
+		s.post(ctx, t.cache, n, byNode[n])
+	}
+}
+
+// post delivers one hint to one node.
+func (s *Server) post(ctx context.Context, c Cache, n Node, h *regapi.PrefetchHint) {
 	body, err := json.Marshal(h)
 	if err != nil {
 		return
 	}
-	base := t.cache.Host
-	if t.cache.ProbeHost != "" {
-		base = t.cache.ProbeHost // the address the origin reaches the cache at
-	}
 	ctx, cancel := context.WithTimeout(ctx, hintTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+regapi.PrefetchPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.ProbeBase()+regapi.PrefetchPath, bytes.NewReader(body))
 	if err != nil {
 		return
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.c.Prober.Client.Do(req)
 	if err != nil {
-		s.c.Logger.Debug("prefetch hint not delivered", zap.String("cache", t.cache.Name), zap.Error(err))
+		s.c.Logger.Debug("prefetch hint not delivered", zap.String("cache", c.Name), zap.String("node", n.URL), zap.Error(err))
 		return
 	}
 	resp.Body.Close()
-	s.c.Metrics.hinted(t.cache.Name, len(blobs))
+	s.c.Metrics.hinted(c.Name, len(h.Blobs))
 }

@@ -116,8 +116,23 @@ func newTopology(t *testing.T) *topology {
 	t.Cleanup(tp.origin.Close)
 	tp.originHost = tp.origin.Listener.Addr().String()
 
-	// The asia cache: redirect mode, the origin upstream with its own
-	// account, the origin's keys from its JWKS.
+	n := tp.startCache(t, "asia")
+	tp.cache, tp.cacheCount, tp.cacheStore = n.srv, n.count, n.store
+	return tp
+}
+
+// cacheNode is one cache server of the topology.
+type cacheNode struct {
+	srv   *httptest.Server
+	count *testenv.Counter
+	store *casstore.Store
+}
+
+// startCache starts a cache named name: redirect mode, the origin
+// upstream with the cache's own account, the origin's keys from its JWKS.
+func (tp *topology) startCache(t *testing.T, name string) cacheNode {
+	t.Helper()
+	log := zaptest.NewLogger(t).Named("cache")
 	st, err := casstore.Open(t.TempDir(), casstore.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -132,14 +147,13 @@ func newTopology(t *testing.T) *topology {
 		defer resp.Body.Close()
 		return io.ReadAll(resp.Body)
 	}}
-	cs := &cache.Server{Redirect: &cache.Redirect{Store: st, Upstream: client, Audiences: []string{"asia"},
+	cs := &cache.Server{Redirect: &cache.Redirect{Store: st, Upstream: client, Audiences: []string{name},
 		Verifier: &policy.Verifier{Keys: jwks, Issuer: "origin-test"}}, Prefetch: 2}
 	t.Cleanup(cs.Close)
-	tp.cacheStore = st
-	tp.cacheCount = testenv.NewCounter(serve.Instrument(log.Named("cache"), nil, serve.Mux(cs, nil, nil)))
-	tp.cache = httptest.NewServer(tp.cacheCount)
-	t.Cleanup(tp.cache.Close)
-	return tp
+	count := testenv.NewCounter(serve.Instrument(log, nil, serve.Mux(cs, nil, nil)))
+	srv := httptest.NewServer(count)
+	t.Cleanup(srv.Close)
+	return cacheNode{srv: srv, count: count, store: st}
 }
 
 func (tp *topology) openDB(t *testing.T) {

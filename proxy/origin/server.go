@@ -313,7 +313,8 @@ func (s *Server) serveTokenBlob(w http.ResponseWriter, r *http.Request, route re
 }
 
 // redirect sends an authorized blob GET to the user's cache if it is
-// registered and healthy; it reports whether it did.
+// registered and healthy — for a fleet, to the node the digest belongs to
+// among the healthy ones (Cache.NodeFor) — and reports whether it did.
 func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route regapi.Route, id identity) bool {
 	f := serve.FieldsFrom(r.Context())
 	if id.inProcess {
@@ -347,14 +348,25 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route regapi.R
 		s.c.Metrics.directBlob("not_in_repository")
 		return false
 	}
+	node, ok := c.NodeFor(route.Digest.String(), s.nodeUp(c))
+	if !ok {
+		f.Result = "direct_cache_down"
+		s.c.Metrics.directBlob("cache_unhealthy")
+		return false
+	}
 	tok, _, err := s.c.Keys.Signer().Sign(id.user, c.Name, route.Name, route.Digest.String())
 	if err != nil {
 		s.c.Logger.Error("signing a redirect token", zap.Error(err))
 		return false
 	}
-	loc := c.Host + "/v2/" + route.Name + "/blobs/" + route.Digest.String() + "?token=" + url.QueryEscape(tok)
+	loc := node.URL + "/v2/" + route.Name + "/blobs/" + route.Digest.String() + "?token=" + url.QueryEscape(tok)
 	f.Result = "redirect:" + c.Name
-	s.c.Metrics.redirect(c.Name)
+	fleetNode := ""
+	if len(c.Hosts) > 1 {
+		fleetNode = node.URL
+		f.Upstream = node.URL // the fleet's node, in the access log
+	}
+	s.c.Metrics.redirect(c.Name, fleetNode)
 	w.Header().Set("Location", loc)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusTemporaryRedirect)
