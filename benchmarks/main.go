@@ -51,7 +51,7 @@ func main() {
 	flag.StringVar(&o.aggregate, "aggregate", "1Gbit", "per-connection profile: total capacity of the link")
 	flag.DurationVar(&o.loadTime, "load-time", 30*time.Second, "duration of the warm throughput test")
 	flag.StringVar(&o.systems, "systems", "", "comma-separated systems to run (default: all)")
-	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios: cold,concurrent,range,cut,throughput,mirror (default: all)")
+	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios: cold,concurrent,range,cut,throughput,resume,mirror (default: all)")
 	flag.StringVar(&o.images, "images", "", "comma-separated images for the cold/warm scenario, e.g. 8x64MiB (default: all)")
 	flag.StringVar(&o.profiles, "profiles", "", "comma-separated WAN profiles: shared,per-conn (default: both)")
 	flag.StringVar(&o.fill, "fill", "", "fill settings of the dtrcache caches as a YAML map, e.g. '{parallel: 1}' (default: the product defaults)")
@@ -142,7 +142,7 @@ func run(ctx context.Context, o options) error {
 	scen := func(name string) bool {
 		return o.scenarios == "" || slices.Contains(strings.Split(o.scenarios, ","), name)
 	}
-	if scen("cold") || scen("concurrent") || scen("range") || scen("cut") || scen("throughput") {
+	if scen("cold") || scen("concurrent") || scen("range") || scen("cut") || scen("throughput") || scen("resume") {
 		if err := runPull(ctx, o, e, step, shared, perConn, scen); err != nil {
 			return err
 		}
@@ -287,6 +287,18 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 	}
 	if scen("cut") {
 		if err := r.cut(ctx, imgs[0], shared); err != nil {
+			return err
+		}
+	}
+	if scen("resume") {
+		// The first layer of the multi-layer image: 64 MiB (32 MiB of the
+		// single-layer image in a quick run, so the breaks fall beyond the
+		// first 4 MiB, where a range of an uncached blob may go upstream).
+		im := imgs[0]
+		if o.quick {
+			im = imgs[1]
+		}
+		if err := r.resume(ctx, im); err != nil {
 			return err
 		}
 	}

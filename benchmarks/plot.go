@@ -19,6 +19,8 @@ func (rep *report) chart(dir string, k groupKey, rs []*result) (string, error) {
 		metric, label = "ttfb_ms", "ms to first byte (lower is better)"
 	case "throughput":
 		metric, label = "mib_per_s", "MiB/s (higher is better)"
+	case "resume":
+		metric, label = "wan_ratio", "WAN bytes ÷ blob (lower is better)"
 	}
 	var vals plotter.Values
 	var names []string
@@ -45,7 +47,7 @@ func (rep *report) chart(dir string, k groupKey, rs []*result) (string, error) {
 	p.Add(bars)
 	p.NominalX(names...)
 	p.Y.Min = 0
-	name := fmt.Sprintf("%s-%s-%s.png", k.scenario, strings.Fields(k.image)[0], k.profile)
+	name := chartName(k)
 	if err := p.Save(7*vg.Inch, 3.5*vg.Inch, filepath.Join(dir, name)); err != nil {
 		return "", err
 	}

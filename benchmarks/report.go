@@ -98,6 +98,7 @@ var scenarioTitle = map[string]string{
 	"range":      "4. Range read at 90 % of an uncached blob (time to first byte)",
 	"cut":        "5. Upstream connection cut half way through a cold pull",
 	"throughput": "6. Warm hit throughput: 64 connections on one blob",
+	"resume":     "8. A download of an uncached layer breaks and resumes with a Range",
 }
 
 // write saves report.md, results.json and the charts in dir.
@@ -202,6 +203,11 @@ func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
 				d = direct.Median["ttfb_ms"]
 			}
 			fmt.Fprintf(b, "| %s%s | %.1f ms | %.2f | %s | %s |\n", r.System, errs(r), v, v/rep.RTT, ratio(v, d), ratio(v, peer))
+		}
+	case "resume":
+		fmt.Fprintf(b, "| system | time | over the WAN | WAN ÷ blob |\n|---|---|---|---|\n")
+		for _, r := range rs {
+			fmt.Fprintf(b, "| %s%s | %.2f s | %s | %.3f |\n", r.System, errs(r), r.Median["seconds"], mb(r.Median["wan_bytes"]), r.Median["wan_ratio"])
 		}
 	case "throughput":
 		nginx := rep.find(k.scenario, k.image, k.profile, "nginx")

@@ -26,7 +26,7 @@ func (rep *report) checkTargets() []target {
 		rs := rep.group(k.scenario, k.image, k.profile)
 		for _, sys := range dtrcacheSystems {
 			v, ok := median(k.scenario, k.image, k.profile, sys, "seconds")
-			if !ok && k.scenario != "range" && k.scenario != "throughput" {
+			if !ok && k.scenario != "range" && k.scenario != "throughput" && k.scenario != "resume" {
 				continue
 			}
 			d, _ := median(k.scenario, k.image, k.profile, "direct", "seconds")
@@ -65,6 +65,10 @@ func (rep *report) checkTargets() []target {
 				img := float64(rep.Images[k.image])
 				done := sum(r.Runs, "completed") == float64(len(r.Runs)) && len(r.Runs) > 0
 				add(fmt.Sprintf("upstream cut: completes, WAN bytes ≤ 1.02 × image (%s)", where), fmt.Sprintf("completed %v, %.3f ×", done, wb/img), done && wb/img <= 1.02)
+			case "resume":
+				if w, ok := median(k.scenario, k.image, k.profile, sys, "wan_ratio"); ok {
+					add(fmt.Sprintf("download broken and resumed with a Range: WAN bytes ≤ 1.02 × the blob (%s)", where), fmt.Sprintf("%.3f ×", w), w <= 1.02)
+				}
 			case "throughput":
 				m, ok := median(k.scenario, k.image, k.profile, sys, "mib_per_s")
 				n, nok := median(k.scenario, k.image, k.profile, "nginx", "mib_per_s")

@@ -191,9 +191,23 @@ func (f *fill) avail(off int64, farAhead int64) availability {
 	}
 	a.n = f.m.readable(off, a.verified)
 	if a.n == 0 && farAhead >= 0 {
-		a.far = f.m.far(off, farAhead)
+		a.far = f.m.farAt(off, farAhead, f.rateLocked(), f.streams, 2*f.openLat)
 	}
 	return a
+}
+
+// minRateSample is how many bytes a fill must have written before its
+// rate is trusted to decide whether a read is far ahead.
+const minRateSample = 256 << 10
+
+// rateLocked returns the fill's rate in bytes per second since bytes began
+// to land, or 0 while too few have landed to tell.
+func (f *fill) rateLocked() float64 {
+	el := f.s.opt.Now().Sub(f.since).Seconds()
+	if f.m.total < minRateSample || el <= 0 {
+		return 0
+	}
+	return float64(f.m.total) / el
 }
 
 func (s *section) Read(p []byte) (int, error) {

@@ -1,6 +1,9 @@
 package casstore
 
-import "math"
+import (
+	"math"
+	"time"
+)
 
 // chunkMap is the layout and progress of one fill: the blob cut into
 // chunks, how many bytes of each have landed, which chunks workers have
@@ -14,6 +17,7 @@ type chunkMap struct {
 	next   int     // chunks [0,next) were taken by a worker
 	first  int     // first chunk not yet complete
 	contig int64   // length of the written contiguous prefix
+	total  int64   // bytes written in all chunks
 }
 
 // newChunkMap lays a blob of size bytes (-1: unknown) out in chunks. When
@@ -60,6 +64,7 @@ func (m *chunkMap) done(c int) int64 { return m.prog[c] }
 // add records n more bytes written in chunk c.
 func (m *chunkMap) add(c int, n int64) {
 	m.prog[c] += n
+	m.total += n
 	m.advance()
 }
 
@@ -133,4 +138,49 @@ func (m *chunkMap) far(off, limit int64) bool {
 		return off-cstart > limit
 	}
 	return true
+}
+
+// lead returns how many bytes a stream of the fill must still move before
+// the byte at off lands, with streams workers sharing the chunks: the gap
+// to the written front of off's chunk if a worker has it; otherwise the
+// rest of the taken chunk that ends first (when its worker frees up), the
+// chunks to be taken before off's shared by the streams, and off's place
+// in its chunk. -1 when off is outside the layout.
+func (m *chunkMap) lead(off int64, streams int) int64 {
+	if len(m.prog) == 0 || m.size >= 0 && off >= m.size {
+		return -1
+	}
+	c := int(off / m.chunk)
+	if c >= len(m.prog) {
+		return -1
+	}
+	cstart := int64(c) * m.chunk
+	if c < m.next {
+		return max(off-(cstart+m.prog[c]), 0)
+	}
+	free := int64(-1) // the least left of a chunk being fetched
+	for i := m.first; i < m.next; i++ {
+		if _, l := m.span(i); m.prog[i] < l && (free < 0 || l-m.prog[i] < free) {
+			free = l - m.prog[i]
+		}
+	}
+	return max(free, 0) + int64(c-m.next)*m.chunk/int64(max(streams, 1)) + off - cstart
+}
+
+// farAt decides whether a read at off, where nothing has landed yet, gets
+// its own source request instead of waiting for the fill: only when it
+// starts more than limit bytes ahead of where the fill writes (far) and,
+// at the fill's rate (bytes per second over its streams; 0 while not
+// measured yet), the fill will not write it within reach — about the time
+// a source request of its own would take to answer. A read the fill is
+// about to reach waits for it, so its bytes cross the WAN once.
+func (m *chunkMap) farAt(off, limit int64, rate float64, streams int, reach time.Duration) bool {
+	if !m.far(off, limit) {
+		return false
+	}
+	if rate <= 0 {
+		return true
+	}
+	perStream := rate / float64(max(streams, 1))
+	return float64(m.lead(off, streams)) > perStream*reach.Seconds()
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 )
 
 func TestNewChunkMap(t *testing.T) {
@@ -164,5 +165,59 @@ func TestChunkMapFar(t *testing.T) {
 	}
 	if (&chunkMap{size: -1}).far(0, 0) {
 		t.Fatal("no layout yet: far")
+	}
+}
+
+// TestChunkMapLead: the bytes a stream must still move before an offset
+// lands, with the chunks handed out in order.
+func TestChunkMapLead(t *testing.T) {
+	m := newChunkMap(100, 10, true) // ten 10-byte chunks
+	m.take()                        // chunk 1 taken; chunk 2 is next
+	m.add(0, 10)                    // chunk 0 complete
+	m.add(1, 4)                     // chunk 1 at 14
+	tests := []struct {
+		off     int64
+		streams int
+		want    int64
+	}{
+		{5, 2, 0},           // written
+		{14, 2, 0},          // at the front of chunk 1
+		{18, 2, 4},          // 4 past it
+		{20, 2, 6},          // next chunk: chunk 1's 6 left, then its start
+		{27, 2, 13},         // 6 + 7 into it
+		{45, 2, 6 + 10 + 5}, // two chunks after the next, shared by 2 streams
+		{100, 2, -1},        // outside
+	}
+	for _, tt := range tests {
+		if got := m.lead(tt.off, tt.streams); got != tt.want {
+			t.Errorf("lead(%d, %d) = %d, want %d", tt.off, tt.streams, got, tt.want)
+		}
+	}
+}
+
+// TestChunkMapFarAt: beyond the byte limit, a read gets its own request
+// only when the fill, at its rate, will not reach it within reach.
+func TestChunkMapFarAt(t *testing.T) {
+	m := newChunkMap(100<<20, 4<<20, true) // 25 chunks of 4 MiB
+	m.add(0, 1<<20)                        // the first stream is 1 MiB in
+	reach := 200 * time.Millisecond
+	tests := []struct {
+		name string
+		off  int64
+		rate float64 // bytes/s over all streams
+		far  bool
+	}{
+		{"near the front: waits", 2 << 20, 1 << 20, false},
+		{"rate unknown, far by bytes", 8 << 20, 0, true},
+		{"slow fill, 7 MiB ahead", 8 << 20, 1 << 20, true},
+		{"fast fill reaches it within reach", 6 << 20, 100 << 20, false},
+		{"fast fill, but 90 % of the blob away", 90 << 20, 100 << 20, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := m.farAt(tt.off, 1<<20, tt.rate, 1, reach); got != tt.far {
+				t.Fatalf("farAt(%d, rate %.0f) = %v, want %v", tt.off, tt.rate, got, tt.far)
+			}
+		})
 	}
 }

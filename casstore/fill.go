@@ -92,6 +92,8 @@ type fill struct {
 	verified bool          // every byte is on disk and matched the digest
 	changed  chan struct{} // closed and replaced on every change
 	openLat  time.Duration // how long the latest source open took
+	since    time.Time     // when the layout was known and bytes began to land
+	streams  int           // workers fetching chunks
 }
 
 // Fill returns a reader of the blob d, fetching it from src if the store
@@ -218,6 +220,7 @@ func (f *fill) run() {
 
 	f.mu.Lock()
 	workers := min(max(f.opt.Parallel, 1), f.m.chunks())
+	f.streams = workers
 	f.mu.Unlock()
 	errs := make(chan error, workers)
 	for w := 0; w < workers; w++ {
@@ -292,6 +295,7 @@ func (f *fill) setup(st Stream) error {
 	}
 	f.mu.Lock()
 	f.m, f.file = newChunkMap(size, st.Len, f.opt.Parallel > 1), file
+	f.since = f.s.opt.Now()
 	f.reserved = max(size, 0)
 	f.s.reserved.Add(f.reserved)
 	f.phase = phaseFilling

@@ -46,7 +46,10 @@ type Options struct {
 	// FillTimeout bounds a whole fill. 0 means 6h.
 	FillTimeout time.Duration
 	// FarAhead is how far beyond a running fill's write position a read may
-	// start before it is served by its own source range instead of waiting.
+	// start before it may be served by its own source range instead of
+	// waiting. Beyond it, a read still waits when the fill, at the rate it
+	// has been writing, reaches it within twice the time opening a source
+	// stream took (about what a request of its own would take to answer).
 	// 0 means 4 MiB; negative disables direct reads (always wait).
 	FarAhead int64
 	// MaxBlobSize refuses blobs larger than this. 0 means unlimited.
@@ -395,6 +398,17 @@ func (s *Store) Stat(d Digest) (Info, error) {
 		return Info{}, fmt.Errorf("casstore: stat %s: %w", d, err)
 	}
 	return Info{Digest: d, Size: fi.Size(), Created: fi.ModTime()}, nil
+}
+
+// Filling reports whether a fill of d is running: a reader that joins it
+// (Fill) reads the bytes already on disk at once, waits for those about to
+// land, and reads ahead of the fill with its own source range only when
+// the fill is far from reaching it (Options.FarAhead).
+func (s *Store) Filling(d Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.fills[d]
+	return ok
 }
 
 // Open opens a complete blob for reading and records the access. It returns

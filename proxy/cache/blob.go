@@ -34,7 +34,11 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 	if r.Method == http.MethodHead {
 		return s.headBlob(w, r, route, a)
 	}
-	if start, length, ok := regapi.ParseRangeStart(r.Header.Get("Range")); ok && start >= directRangeMin {
+	if start, length, ok := regapi.ParseRangeStart(r.Header.Get("Range")); ok && start >= directRangeMin && !a.store.Filling(d) {
+		// With a fill running, the range joins it instead: a resumed
+		// download behind or near the fill's front reads what the fill
+		// writes, and the store sends only a range far ahead of it
+		// upstream on its own (casstore.Options.FarAhead).
 		if _, err := a.store.Stat(d); errors.Is(err, casstore.ErrNotFound) {
 			if handled, err := s.serveRangeDirect(w, r, route, a, start, length); handled {
 				return err
@@ -103,9 +107,9 @@ func onlyIfCached(r *http.Request) bool {
 	return false
 }
 
-// directRangeMin is how far into an uncached blob a range must start to be
-// answered straight from upstream (while the whole blob fills in the
-// background) rather than from the fill.
+// directRangeMin is how far into an uncached blob, with no fill running, a
+// range must start to be answered straight from upstream (while the whole
+// blob fills in the background) rather than from the fill it would start.
 const directRangeMin = 4 << 20
 
 // serveRangeDirect answers a range far into an uncached blob with its own

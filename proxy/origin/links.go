@@ -3,8 +3,11 @@ package origin
 import (
 	"context"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 	"golang.org/x/sync/singleflight"
 )
@@ -41,7 +44,7 @@ func (s *Server) linked(ctx context.Context, repo, digest string) bool {
 	res := s.links.checks.DoChan(key, func() (any, error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), linkCheckTimeout)
 		defer cancel()
-		ok := s.headBlob(cctx, repo, digest)
+		_, ok := s.headBlob(cctx, repo, digest)
 		if ok {
 			s.links.linked.Set(key, struct{}{}, s.links.linked.Now().Add(linkTTL))
 		}
@@ -55,13 +58,14 @@ func (s *Server) linked(ctx context.Context, repo, digest string) bool {
 	}
 }
 
-// headBlob asks the backend whether digest is in repo.
-func (s *Server) headBlob(ctx context.Context, repo, digest string) bool {
+// headBlob asks the backend whether digest is in repo, and its size (-1
+// when the backend did not say, as with a redirect).
+func (s *Server) headBlob(ctx context.Context, repo, digest string) (int64, bool) {
 	u := *s.c.Backend
 	u.Path = s.c.Backend.Path + "/v2/" + repo + "/blobs/" + digest
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u.String(), nil)
 	if err != nil {
-		return false
+		return -1, false
 	}
 	if s.c.BackendUser != "" {
 		req.SetBasicAuth(s.c.BackendUser, s.c.BackendPassword)
@@ -72,8 +76,33 @@ func (s *Server) headBlob(ctx context.Context, repo, digest string) bool {
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		return false
+		return -1, false
 	}
 	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusTemporaryRedirect || resp.StatusCode == http.StatusFound
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp.ContentLength, true
+	case http.StatusTemporaryRedirect, http.StatusFound:
+		return -1, true
+	}
+	return -1, false
+}
+
+// unsatisfiedRange completes a backend's 416 to a blob GET that names no
+// size (Go's http.ServeContent, and so distribution, sends
+// "Content-Range: bytes */<size>" only for a range past the end, not for
+// an inverted one such as "bytes=500-0"): a client that resumes by the
+// size learns it, as from the cache's 416.
+func (s *Server) unsatisfiedRange(resp *http.Response) {
+	req := resp.Request
+	if req == nil || req.Method != http.MethodGet {
+		return
+	}
+	route, err := regapi.ParseRoute(strings.TrimPrefix(req.URL.EscapedPath(), strings.TrimSuffix(s.c.Backend.EscapedPath(), "/")))
+	if err != nil || route.Kind != regapi.KindBlob {
+		return
+	}
+	if size, ok := s.headBlob(req.Context(), route.Name, route.Digest.String()); ok && size >= 0 {
+		resp.Header.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+	}
 }

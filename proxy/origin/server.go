@@ -400,6 +400,9 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 		return errors.New("backend refused the origin's credentials")
 	}
 	resp.Header.Del("WWW-Authenticate")
+	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && resp.Header.Get("Content-Range") == "" {
+		s.unsatisfiedRange(resp)
+	}
 	s.notePush(resp)
 	if t, ok := resp.Request.Context().Value(hintKey{}).(hintTarget); ok && resp.StatusCode == http.StatusOK &&
 		resp.ContentLength >= 0 && resp.ContentLength <= regapi.MaxManifestSize {

@@ -19,8 +19,11 @@ func (r ByteRange) ContentRange(size int64) string {
 // ParseRange interprets a Range header against a blob of size bytes. It
 // returns ok=false when the whole blob should be served instead (no
 // header, a malformed one, a unit other than bytes, several ranges — all of
-// which a server may ignore) and unsatisfiable=true when the range starts
-// beyond the blob (416).
+// which a server may ignore) and unsatisfiable=true (416) for a range that
+// is well-formed but selects nothing: one that starts at or beyond the end
+// of the blob, an inverted one ("bytes=500-0"), or a zero-length suffix.
+// distribution answers these with 416 too (through http.ServeContent), and
+// the OCI conformance suite expects it.
 func ParseRange(header string, size int64) (r ByteRange, ok, unsatisfiable bool) {
 	spec, found := strings.CutPrefix(header, "bytes=")
 	if !found || size < 0 || strings.Contains(spec, ",") {
@@ -49,8 +52,11 @@ func ParseRange(header string, size int64) (r ByteRange, ok, unsatisfiable bool)
 	}
 	end := size - 1
 	if last != "" {
-		if end, err = parseUint(last); err != nil || end < start {
+		if end, err = parseUint(last); err != nil {
 			return ByteRange{}, false, false
+		}
+		if end < start {
+			return ByteRange{}, false, true
 		}
 		end = min(end, size-1)
 	}

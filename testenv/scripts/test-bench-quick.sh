@@ -13,7 +13,7 @@ ls "$WORK/bench"/*.png >/dev/null 2>&1 || fail "no charts"
 for s in direct dtrcache-mirror dtrcache-redirect distribution-proxy nginx; do
 	grep -q "| $s" "$WORK/bench/report.md" || fail "no row for $s in the report"
 done
-for t in "Cold pull" "Warm pull" "16 clients" "Range read" "cut" "throughput"; do
+for t in "Cold pull" "Warm pull" "16 clients" "Range read" "cut" "throughput" "resumes with a Range"; do
 	grep -qi "$t" "$WORK/bench/report.md" || fail "no section for $t"
 done
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["results"] and r["targets"]' "$WORK/bench/results.json" || fail "results.json incomplete"
