@@ -50,7 +50,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, route reg
 		return regapi.NewError(http.StatusNotFound, regapi.CodeUnsupported, "manifests come from the origin, not this cache")
 	}
 	f := serve.FieldsFrom(r.Context())
-	up, err := s.Mirror.pick(r.URL.Query().Get("ns"))
+	up, err := s.pickMirror(r)
 	if err != nil {
 		return err
 	}
@@ -326,7 +326,7 @@ func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, route regap
 	if s.Mirror == nil {
 		return regapi.NewError(http.StatusNotFound, regapi.CodeUnsupported, "not served by this cache")
 	}
-	up, err := s.Mirror.pick(r.URL.Query().Get("ns"))
+	up, err := s.pickMirror(r)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ type Metrics struct {
 	blobs  *prometheus.CounterVec
 	served *prometheus.CounterVec
 	tokens *prometheus.CounterVec
+	noNS   prometheus.Counter
 }
 
 // NewMetrics registers the cache metrics on reg.
@@ -26,8 +27,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtrcache_token_verifications_total", Help: "Redirect token verifications by result.",
 		}, []string{"result"}),
+		noNS: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dtrcache_mirror_unknown_ns_requests_total",
+			Help: "Mirror requests refused because their ?ns= names a registry no upstream mirrors (containerd then pulls from that registry directly, past the cache).",
+		}),
 	}
-	reg.MustRegister(m.blobs, m.served, m.tokens)
+	reg.MustRegister(m.blobs, m.served, m.tokens, m.noNS)
 	return m
 }
 
@@ -40,6 +45,12 @@ func (m *Metrics) blob(mode, result string) {
 func (m *Metrics) bytes(mode, source string, n int64) {
 	if m != nil && n > 0 {
 		m.served.WithLabelValues(mode, source).Add(float64(n))
+	}
+}
+
+func (m *Metrics) unknownNS() {
+	if m != nil {
+		m.noNS.Inc()
 	}
 }
 

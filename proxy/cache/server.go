@@ -111,6 +111,8 @@ type Mirror struct {
 	Default string
 	// Tags remembers tag → digest for serving while an upstream is down.
 	Tags *TagStore
+
+	unknown nsWarnings // the ?ns= values already warned about
 }
 
 // MirrorUpstream is one mirrored registry.
@@ -118,7 +120,9 @@ type MirrorUpstream struct {
 	// Name identifies the upstream in logs and in the tag store.
 	Name string
 	// Hosts are the ?ns= values (registry host names, as containerd
-	// sends them) routed to this upstream.
+	// sends them) routed to this upstream, besides the host of each of
+	// the Client's URLs (and docker.io for Docker Hub's
+	// registry-1.docker.io), which always are.
 	Hosts []string
 	// Client reaches the upstream with its configured credentials.
 	Client *upstream.Client
@@ -228,7 +232,7 @@ func (s *Server) authorize(r *http.Request, route regapi.Route) (access, error) 
 		return a, nil
 	}
 	if s.Mirror != nil && (tok == "" || s.Redirect == nil) {
-		up, err := s.Mirror.pick(r.URL.Query().Get("ns"))
+		up, err := s.pickMirror(r)
 		if err != nil {
 			return access{}, err
 		}
@@ -266,11 +270,12 @@ func tokenError(err error) *regapi.Error {
 	return regapi.Errorf(http.StatusUnauthorized, regapi.CodeUnauthorized, msg, err)
 }
 
-// pick returns the mirror upstream for an ?ns= value.
+// pick returns the mirror upstream for an ?ns= value: the default for
+// none, else the first whose hosts or URL hosts name it (case-insensitive).
 func (m *Mirror) pick(ns string) (*MirrorUpstream, error) {
 	for i := range m.Upstreams {
 		up := &m.Upstreams[i]
-		if ns != "" && slices.Contains(up.Hosts, ns) || ns == "" && up.Name == m.Default {
+		if ns != "" && up.serves(ns) || ns == "" && up.Name == m.Default {
 			return up, nil
 		}
 	}
