@@ -178,7 +178,7 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 			if err != nil {
 				return fmt.Errorf("mirror.upstreams[%d]: %w", i, err)
 			}
-			srv.Mirror.Upstreams = append(srv.Mirror.Upstreams, cache.MirrorUpstream{Name: u.Name, Hosts: u.Hosts, Client: client})
+			srv.Mirror.Upstreams = append(srv.Mirror.Upstreams, cache.MirrorUpstream{Name: u.Name, Hosts: u.Hosts, Client: client, CheckRepository: u.ChecksRepository()})
 		}
 	}
 	tlsConf, err := serverTLS(cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key)

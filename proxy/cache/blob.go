@@ -24,6 +24,17 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 		return err
 	}
 	d := route.Digest
+	// A mirror upstream with CheckRepository confirms the repository of
+	// content the store holds or is filling (links.go); a cold blob is
+	// confirmed by the upstream request that fetches it.
+	check := a.up != nil && !s.Mirror.linked(a.up, route.Name, d)
+	if _, err := a.store.Stat(d); check && (err == nil || a.store.Filling(d)) {
+		if err := s.confirm(r.Context(), a.up, route.Name, "blobs", d); err != nil {
+			s.Metrics.blob(a.mode, "denied")
+			return err
+		}
+		check = false
+	}
 	if regapi.NotModified(r, d.String()) {
 		f.Result = "not_modified"
 		s.Metrics.blob(a.mode, f.Result)
@@ -32,7 +43,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 		return nil
 	}
 	if r.Method == http.MethodHead {
-		return s.headBlob(w, r, route, a)
+		return s.headBlob(w, r, route, a, check)
 	}
 	if start, length, ok := regapi.ParseRangeStart(r.Header.Get("Range")); ok && start >= directRangeMin && !a.store.Filling(d) {
 		// With a fill running, the range joins it instead: a resumed
@@ -51,6 +62,16 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 		return upstreamError(err, regapi.CodeBlobUnknown)
 	}
 	defer blob.Close()
+	switch {
+	case res == casstore.Miss && a.up != nil:
+		s.Mirror.markLinked(a.up, route.Name, d) // its first stream came from route.Name
+	case check:
+		// Stored or joined since the check above: confirm now.
+		if err := s.confirm(r.Context(), a.up, route.Name, "blobs", d); err != nil {
+			s.Metrics.blob(a.mode, "denied")
+			return err
+		}
+	}
 	f.Result = res.String()
 	s.Metrics.blob(a.mode, f.Result)
 	source := "store"
@@ -65,12 +86,19 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 // headBlob answers HEAD from the store, or asks the upstream on a miss
 // without starting a fill. With "Cache-Control: only-if-cached" (RFC 9111
 // 5.2.1.7) a miss is a 504 instead: the origin's console asks so which
-// blobs the store holds.
-func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, route regapi.Route, a access) error {
+// blobs the store holds. check says the repository must still be
+// confirmed for a stored blob.
+func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, route regapi.Route, a access, check bool) error {
 	f := serve.FieldsFrom(r.Context())
 	d := route.Digest
 	size := int64(-1)
 	if info, err := a.store.Stat(d); err == nil {
+		if check {
+			if err := s.confirm(r.Context(), a.up, route.Name, "blobs", d); err != nil {
+				s.Metrics.blob(a.mode, "denied")
+				return err
+			}
+		}
 		f.Result, size = "hit", info.Size
 	} else if !errors.Is(err, casstore.ErrNotFound) {
 		return err
@@ -83,6 +111,9 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, route regapi.R
 		if err != nil {
 			s.Metrics.blob(a.mode, "error")
 			return upstreamError(err, regapi.CodeBlobUnknown)
+		}
+		if a.up != nil {
+			s.Mirror.markLinked(a.up, route.Name, d)
 		}
 		f.Result, size = "upstream_head", n
 	}
@@ -133,6 +164,9 @@ func (s *Server) serveRangeDirect(w http.ResponseWriter, r *http.Request, route 
 	defer st.Body.Close()
 	if st.Size < 0 {
 		return false, nil
+	}
+	if a.up != nil {
+		s.Mirror.markLinked(a.up, route.Name, d)
 	}
 	s.fillInBackground(prefetchJob{store: a.store, client: a.client, repo: route.Name, d: d, header: a.header})
 	n := st.Len

@@ -36,8 +36,12 @@ func acceptHeader(r *http.Request) []string {
 	if a := r.Header.Values("Accept"); len(a) > 0 {
 		return a
 	}
-	return []string{v1.MediaTypeImageManifest, v1.MediaTypeImageIndex, mediaDockerManifest, mediaDockerList, mediaDockerSchema1}
+	return manifestTypes
 }
+
+// manifestTypes are the manifest media types asked for when the client
+// named none.
+var manifestTypes = []string{v1.MediaTypeImageManifest, v1.MediaTypeImageIndex, mediaDockerManifest, mediaDockerList, mediaDockerSchema1}
 
 // StaleHeader marks a response served from the mirror's store because the
 // upstream could not be reached to revalidate it.
@@ -65,6 +69,9 @@ func (s *Server) manifestByDigest(w http.ResponseWriter, r *http.Request, route 
 	f := serve.FieldsFrom(r.Context())
 	d := route.Digest
 	if body, err := s.readStored(d); err == nil {
+		if err := s.confirm(r.Context(), up, route.Name, "manifests", d); err != nil {
+			return err
+		}
 		f.Result = "hit"
 		s.prefetchManifest(r, up, route.Name, body)
 		return writeManifest(w, r, d, body, "")
@@ -265,6 +272,7 @@ func (s *Server) readStored(d casstore.Digest) ([]byte, error) {
 // prefetchManifest starts background fills of a manifest's blobs (GET
 // only: a HEAD does not announce a pull).
 func (s *Server) prefetchManifest(r *http.Request, up *MirrorUpstream, repo string, body []byte) {
+	s.Mirror.markManifest(up, repo, body)
 	if r.Method != http.MethodGet || !s.prefetchEnabled() {
 		return
 	}

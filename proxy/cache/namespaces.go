@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dtrcache/dtrcache/internal/ttlcache"
+	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 	"go.uber.org/zap"
 )
 

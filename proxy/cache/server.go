@@ -113,6 +113,7 @@ type Mirror struct {
 	Tags *TagStore
 
 	unknown nsWarnings // the ?ns= values already warned about
+	links   linkChecks // repositories upstreams confirmed
 }
 
 // MirrorUpstream is one mirrored registry.
@@ -126,6 +127,13 @@ type MirrorUpstream struct {
 	Hosts []string
 	// Client reaches the upstream with its configured credentials.
 	Client *upstream.Client
+	// CheckRepository makes the mirror confirm with the upstream that a
+	// blob or manifest it holds is in the requested repository before
+	// serving it under that name (a HEAD with the Client's credentials,
+	// remembered for 10 minutes), so it answers as the upstream would.
+	// Set it for an upstream reached with credentials, whose repositories
+	// are not all public; without it the store answers by digest alone.
+	CheckRepository bool
 }
 
 // ServeHTTP serves the read-only registry API.
@@ -191,8 +199,8 @@ type access struct {
 	mode   string // "redirect" or "mirror"
 	store  *casstore.Store
 	client *upstream.Client
-	header http.Header // sent upstream with every fill request
-	ns     string      // mirror upstream name
+	header http.Header     // sent upstream with every fill request
+	up     *MirrorUpstream // mirror mode: the upstream
 }
 
 // authorize decides the mode of a blob request and checks its credential.
@@ -237,7 +245,7 @@ func (s *Server) authorize(r *http.Request, route regapi.Route) (access, error) 
 			return access{}, err
 		}
 		f.Upstream = up.Name
-		return access{mode: "mirror", store: s.Mirror.Store, client: up.Client, ns: up.Name}, nil
+		return access{mode: "mirror", store: s.Mirror.Store, client: up.Client, up: up}, nil
 	}
 	if s.Redirect != nil {
 		return access{}, regapi.NewError(http.StatusUnauthorized, regapi.CodeUnauthorized, "a redirect token is required")

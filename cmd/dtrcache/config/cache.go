@@ -122,6 +122,19 @@ type MirrorUpstream struct {
 	Name     string   `yaml:"name"`
 	Hosts    []string `yaml:"hosts"`
 	Upstream `yaml:",inline"`
+	// CheckRepository confirms with the upstream that stored content is in
+	// the requested repository before serving it (cache.MirrorUpstream).
+	// Unset means true for an upstream with credentials, false without.
+	CheckRepository *bool `yaml:"check_repository"`
+}
+
+// ChecksRepository reports whether the mirror confirms repositories with
+// this upstream: as set, else when it has credentials.
+func (u *MirrorUpstream) ChecksRepository() bool {
+	if u.CheckRepository != nil {
+		return *u.CheckRepository
+	}
+	return u.Username != ""
 }
 
 // Fill tunes fills. Zero values (and an unset Prefetch) leave the choice

@@ -141,3 +141,28 @@ func FuzzParseCache(f *testing.F) {
 		_ = c.Normalize()
 	})
 }
+
+// TestMirrorChecksRepositoryWithCredentials: an upstream with credentials
+// has its repositories confirmed unless the file says otherwise; an
+// anonymous one is served by digest unless the file asks.
+func TestMirrorChecksRepositoryWithCredentials(t *testing.T) {
+	c, err := ParseCache([]byte(`storage: {root: /x}
+mirror:
+  upstreams:
+    - {name: anon, url: 'https://a'}
+    - {name: creds, url: 'https://b', username: u, password: p}
+    - {name: creds-off, url: 'https://c', username: u, password: p, check_repository: false}
+    - {name: anon-on, url: 'https://d', check_repository: true}
+`), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true, false, true} {
+		if got := c.Mirror.Upstreams[i].ChecksRepository(); got != want {
+			t.Errorf("%s: ChecksRepository() = %v, want %v", c.Mirror.Upstreams[i].Name, got, want)
+		}
+	}
+}
