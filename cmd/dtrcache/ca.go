@@ -14,8 +14,15 @@ import (
 // runCA manages the forward proxy's office CA: `ca init` creates it,
 // `ca cert` prints the certificate clients must trust.
 func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && isHelp(args[0]) {
+		subcommandUsage(stdout, "ca", "ca init|cert --dir DIR")
+		return 0
+	}
 	if len(args) == 0 || (args[0] != "init" && args[0] != "cert") {
-		fmt.Fprintln(stderr, "Usage: dtrcache ca init|cert --dir DIR")
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "dtrcache ca: unknown command %q\n\n", args[0])
+		}
+		subcommandUsage(stderr, "ca", "ca init|cert --dir DIR")
 		return 2
 	}
 	sub := args[0]
@@ -24,8 +31,8 @@ func runCA(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	name := fs.String("name", "dtrcache office CA", "init: the CA's common name")
 	validity := fs.String("validity", "3650d", "init: how long the CA certificate is valid")
 	ifMissing := fs.Bool("if-missing", false, "init: succeed without changes when the CA exists (provisioning scripts)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args[1:], stdout); !ok {
+		return code
 	}
 	if *dir == "" || fs.NArg() != 0 {
 		fmt.Fprintf(stderr, "dtrcache ca %s: --dir is required (and nothing else)\n", sub)

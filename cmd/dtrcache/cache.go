@@ -41,8 +41,8 @@ func runCache(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&f.logLevel, "log-level", envOr("DTRCACHE_LOG_LEVEL", ""), "debug, info, warn or error (env DTRCACHE_LOG_LEVEL)")
 	fs.StringVar(&f.logFormat, "log-format", envOr("DTRCACHE_LOG_FORMAT", ""), "json or console (env DTRCACHE_LOG_FORMAT)")
 	check := fs.Bool("check", false, "check the configuration and the files it names, then exit")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	if f.config == "" {
 		fmt.Fprintln(stderr, "dtrcache cache: --config is required")

@@ -87,12 +87,19 @@ func envOr(key, def string) string {
 	return def
 }
 
-// newFlagSet returns a flag set that prints its usage to stderr.
+// newFlagSet returns a flag set whose usage — the synopsis, the
+// command's job (commandHelp) and the flags — goes to stderr, or to
+// stdout when asked for with --help (parseFlags).
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: dtrcache %s\n\nFlags:\n", synopsis)
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: dtrcache %s\n\n", synopsis)
+		if h := commandHelp[name]; h != "" {
+			fmt.Fprintf(w, "%s\n\n", h)
+		}
+		fmt.Fprintln(w, "Flags:")
 		fs.PrintDefaults()
 	}
 	return fs

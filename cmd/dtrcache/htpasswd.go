@@ -21,8 +21,8 @@ func runHtpasswd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 func htpasswdFrom(stdin io.Reader, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("htpasswd", "htpasswd [--cost N] USER < password", stderr)
 	cost := fs.Int("cost", 10, "bcrypt cost")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	if *cost < 4 || *cost > 16 {
 		fmt.Fprintln(stderr, "dtrcache htpasswd: --cost must be between 4 and 16 (what the origin accepts)")

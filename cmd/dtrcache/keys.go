@@ -5,21 +5,30 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/dtrcache/dtrcache/policy"
 )
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "Usage: dtrcache keys generate|list|jwks|import --dir DIR")
+	const synopsis = "keys generate|list|jwks|import --dir DIR"
+	if len(args) > 0 && isHelp(args[0]) {
+		subcommandUsage(stdout, "keys", synopsis)
+		return 0
+	}
+	if len(args) == 0 || !slices.Contains([]string{"generate", "list", "jwks", "import"}, args[0]) {
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "dtrcache keys: unknown command %q\n\n", args[0])
+		}
+		subcommandUsage(stderr, "keys", synopsis)
 		return 2
 	}
 	fs := newFlagSet("keys "+args[0], "keys "+args[0]+" --dir DIR", stderr)
 	dir := fs.String("dir", envOr("DTRCACHE_KEYS_DIR", ""), "key directory (env DTRCACHE_KEYS_DIR)")
 	from := fs.String("from", "", "import: the directory to copy the keys from (a mounted Kubernetes Secret)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args[1:], stdout); !ok {
+		return code
 	}
 	if *dir == "" {
 		fmt.Fprintln(stderr, "dtrcache keys: --dir is required")

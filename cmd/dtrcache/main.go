@@ -72,5 +72,6 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'dtrcache <command> -h' for the flags of a command.")
+	fmt.Fprintln(w, "\nRun 'dtrcache <command> --help' for what a command does, its subcommands and flags.")
+	fmt.Fprintln(w, "Configuration: "+configReference)
 }

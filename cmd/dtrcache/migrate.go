@@ -36,8 +36,8 @@ func runOriginMigrate(ctx context.Context, args []string, stdout, stderr io.Writ
 	passFile := fs.String("etcd-password-file", "", "file holding the etcd user's password, mode 0600")
 	dial := fs.Duration("dial-timeout", 5*time.Second, "bound on connecting to etcd")
 	force := fs.Bool("force", false, "copy into a prefix that already holds keys (existing keys of the source are replaced)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	fail := func(code int, format string, a ...any) int {
 		fmt.Fprintf(stderr, "dtrcache origin migrate: "+format+"\n", a...)

@@ -27,14 +27,14 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if len(args) > 0 && args[0] == "migrate" {
 		return runOriginMigrate(ctx, args[1:], stdout, stderr)
 	}
-	fs := newFlagSet("origin", "origin --config origin.yml [flags]\n       dtrcache origin migrate --from badger:DIR --to etcd:URL[,URL…] (move the state to etcd; -h for its flags)", stderr)
+	fs := newFlagSet("origin", "origin --config origin.yml [flags]\n       dtrcache origin migrate --from badger:DIR --to etcd:URL[,URL…] [flags]", stderr)
 	path := fs.String("config", envOr("DTRCACHE_CONFIG", ""), "configuration file (env DTRCACHE_CONFIG)")
 	addr := fs.String("addr", envOr("DTRCACHE_ADDR", ""), "listen address, overrides http.addr (env DTRCACHE_ADDR)")
 	level := fs.String("log-level", envOr("DTRCACHE_LOG_LEVEL", ""), "debug, info, warn or error (env DTRCACHE_LOG_LEVEL)")
 	format := fs.String("log-format", envOr("DTRCACHE_LOG_FORMAT", ""), "json or console (env DTRCACHE_LOG_FORMAT)")
 	check := fs.Bool("check", false, "check the configuration, the files it names, the users, access rules and keys, then exit")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	if *path == "" {
 		fmt.Fprintln(stderr, "dtrcache origin: --config is required")

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,11 +60,8 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	stateF := fs.String("state", "", "jobs: only these states (comma-separated)")
 	policyF := fs.String("policy", "", "jobs: only this policy's jobs (id)")
 	limit := fs.Int("limit", 20, "jobs: at most this many")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	if *originURL == "" {
 		fmt.Fprintln(stderr, "dtrcache policy: --origin (or DTRCACHE_ORIGIN) is required")

@@ -13,7 +13,10 @@ import (
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("probe", "probe [--timeout 3s] URL", stderr)
 	timeout := fs.Duration("timeout", 3*time.Second, "request timeout")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
 		fs.Usage()
 		return 2
 	}

@@ -105,8 +105,12 @@ func writeKeyFile(path string, data []byte, mode os.FileMode) error {
 // or others may read, and kubelet makes Secret files group-readable when
 // the pod has an fsGroup, so the pods run this first.
 func runInstallSecrets(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, "Usage: dtrcache install-secrets SRC:DST [SRC:DST...]")
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprintf(stdout, "Usage: dtrcache install-secrets SRC:DST [SRC:DST...]\n\n%s\n", commandHelp["install-secrets"])
+		return 0
+	}
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, "Usage: dtrcache install-secrets SRC:DST [SRC:DST...]\n\n%s\n", commandHelp["install-secrets"])
 		return 2
 	}
 	for _, a := range args {

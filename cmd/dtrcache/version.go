@@ -64,6 +64,10 @@ func (b buildInfo) String() string {
 }
 
 func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", "version", stderr)
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
+	}
 	fmt.Fprintln(stdout, versionInfo())
 	return 0
 }

@@ -30,8 +30,8 @@ func runWarm(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	jobs := fs.Int("jobs", 3, "blobs fetched at once")
 	caFile := fs.String("ca", "", "PEM CA file to trust besides the system roots")
 	insecure := fs.Bool("insecure", false, "allow plain HTTP to registries other than loopback and private addresses")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	if fs.NArg() == 0 || *jobs < 1 {
 		fs.Usage()

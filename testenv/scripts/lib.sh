@@ -56,3 +56,20 @@ go_tool() {
 
 : "${BIN:=$(pwd)/bin/dtrcache}"
 [ -x "$BIN" ] || fail "dtrcache binary $BIN not built (run make build)"
+
+# conformance_ranges_pass fails unless every range test of an OCI
+# conformance run (its junit.xml) passed — none skipped, as the suite
+# records "range 500-0" answered with the whole blob instead of 416.
+conformance_ranges_pass() {
+	python3 - "$1" <<'PY' || fail "conformance: range tests did not all pass"
+import sys, xml.etree.ElementTree as ET
+cases = [c for c in ET.parse(sys.argv[1]).iter("testcase") if c.get("name", "").startswith("range ")]
+names = {c.get("name") for c in cases}
+for want in ("range 500-1499", "range -500", "range 500-0", "range 5000-10000"):
+    if want not in names:
+        sys.exit("no result for the conformance test %r" % want)
+bad = [(c.get("name"), c.get("status")) for c in cases if any(c.find(k) is not None for k in ("skipped", "failure", "error"))]
+if bad:
+    sys.exit("conformance range tests not passed: %r" % bad)
+PY
+}

@@ -186,6 +186,7 @@ if ! grep -q 'OCI Conformance Result: Pass' "$WORK/conformance.log"; then
 	cat "$WORK/conformance.log"
 	fail "conformance: a test failed"
 fi
+conformance_ranges_pass "$WORK/conformance/junit.xml"
 reads=$(grep '"host":"registry3.test:443"' "$WORK/cache.log" | grep -c '"result":"\(hit\|miss\|joined\)"' || true)
 [ "$reads" -gt 0 ] || fail "conformance: no blob read was served by the proxy's store"
 pass "OCI conformance through HTTPS_PROXY: pull, HEAD, range, push, mount and delete pass ($reads blob reads from the store)"
