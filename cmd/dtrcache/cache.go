@@ -78,9 +78,10 @@ func runCache(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // checks it (prepareCache) and the files it names.
 func loadCacheConfig(f cacheFlags) (*cacheSetup, error) {
 	cfg, err := config.LoadCache(f.config)
-	if err != nil {
+	if err != nil && !config.IsProblems(err) {
 		return nil, err
 	}
+	decodeErr := err // reported with the checks' problems below
 	for _, o := range []struct {
 		dst *string
 		v   string
@@ -90,10 +91,7 @@ func loadCacheConfig(f cacheFlags) (*cacheSetup, error) {
 		}
 	}
 	s, err := prepareCache(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", f.config, err)
-	}
-	if err := config.CheckFiles(cfg.Files()); err != nil {
+	if err := config.Merge(decodeErr, err, config.CheckFiles(cfg.Files())); err != nil {
 		return nil, fmt.Errorf("%s: %w", f.config, err)
 	}
 	return s, nil

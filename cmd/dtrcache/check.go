@@ -62,11 +62,11 @@ func prepareCache(cfg *config.Cache) (*cacheSetup, error) {
 	}
 	s.store = casstore.Options{
 		MaxBytes: int64(st.MaxSize), HighWatermark: st.HighWatermark, LowWatermark: st.LowWatermark,
-		TTL: st.BlobTTL.D(), MaxBlobSize: int64(st.MaxBlobSize),
+		TTL: st.BlobTTL.D(), MaxBlobSize: int64(st.MaxBlobSize), StallTimeout: cfg.Fill.StallTimeout.D(),
 	}
 	addOptionErrors(&p, s.store.Validate(), map[string]string{
 		"MaxBytes": "storage.max_size", "HighWatermark": "storage.high_watermark", "LowWatermark": "storage.low_watermark",
-		"TTL": "storage.blob_ttl", "MaxBlobSize": "storage.max_blob_size",
+		"TTL": "storage.blob_ttl", "MaxBlobSize": "storage.max_blob_size", "StallTimeout": "fill.stall_timeout",
 	})
 
 	if cfg.Redirect == nil && cfg.Mirror == nil && cfg.Forward == nil {

@@ -68,9 +68,10 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 func loadOriginConfig(path, addr, level, format string) (*config.Origin, error) {
 	cfg, err := config.LoadOrigin(path)
-	if err != nil {
+	if err != nil && !config.IsProblems(err) {
 		return nil, err
 	}
+	decodeErr := err // reported with the checks' problems below
 	for _, o := range []struct {
 		dst *string
 		v   string
@@ -79,10 +80,7 @@ func loadOriginConfig(path, addr, level, format string) (*config.Origin, error) 
 			*o.dst = o.v
 		}
 	}
-	if err := checkOrigin(cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := config.CheckFiles(cfg.Files()); err != nil {
+	if err := config.Merge(decodeErr, checkOrigin(cfg), config.CheckFiles(cfg.Files())); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil

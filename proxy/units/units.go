@@ -107,7 +107,10 @@ func ParseDuration(s string) (Duration, error) {
 		}
 	}
 	d, err := time.ParseDuration(t)
-	if err != nil || d < 0 {
+	if err == nil && d < 0 {
+		return 0, fmt.Errorf("invalid duration %q: negative", s)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("invalid duration %q (want e.g. 24h, 90s, 7d)", s)
 	}
 	return Duration(d), nil

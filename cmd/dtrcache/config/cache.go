@@ -1,10 +1,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/dtrcache/dtrcache/proxy/forward/ca"
@@ -29,9 +31,37 @@ type Cache struct {
 	Shutdown units.Duration  `yaml:"shutdown_grace"`
 	Middle   map[string][]Mw `yaml:"middleware"` // DTR's downstream middleware
 	Proxy    *RegistryProxy  `yaml:"proxy"`      // distribution's proxy mode
-	Ignored  map[string]any  `yaml:",inline"`    // other registry keys, reported as ignored
+	Ignored  RegistryKeys    `yaml:",inline"`    // other registry keys, reported as ignored
 	Unused   []string        `yaml:"-"`          // keys accepted but ignored
 	Source   string          `yaml:"-"`          // the file read
+}
+
+// RegistryKeys are the top-level keys of a registry configuration that
+// dtrcache accepts, so a DTR or distribution file works unchanged, and
+// does not use (the command lists the ones set in a warning at start).
+type RegistryKeys struct {
+	Auth          yaml.Node `yaml:"auth"`
+	Reporting     yaml.Node `yaml:"reporting"`
+	Notifications yaml.Node `yaml:"notifications"`
+	Redis         yaml.Node `yaml:"redis"`
+	Health        yaml.Node `yaml:"health"`
+	Compatibility yaml.Node `yaml:"compatibility"`
+	Validation    yaml.Node `yaml:"validation"`
+	Policy        yaml.Node `yaml:"policy"`
+	Catalog       yaml.Node `yaml:"catalog"`
+	Loglevel      yaml.Node `yaml:"loglevel"`
+}
+
+// set returns the keys of k the file set, in order.
+func (k *RegistryKeys) set() []string {
+	var out []string
+	v, t := reflect.ValueOf(k).Elem(), reflect.TypeOf(*k)
+	for i := 0; i < t.NumField(); i++ {
+		if v.Field(i).Interface().(yaml.Node).Kind != 0 {
+			out = append(out, t.Field(i).Tag.Get("yaml"))
+		}
+	}
+	return out
 }
 
 // Log configures logging.
@@ -142,6 +172,9 @@ func (u *MirrorUpstream) ChecksRepository() bool {
 type Fill struct {
 	Parallel  int        `yaml:"parallel"`
 	ChunkSize units.Size `yaml:"chunk_size"`
+	// StallTimeout aborts an upstream stream that delivers nothing for
+	// this long (it is then resumed); 0 means the store's default.
+	StallTimeout units.Duration `yaml:"stall_timeout"`
 	// Prefetch is how many blobs are fetched at once in the background
 	// once an image's manifest is known; 0 turns prefetching off.
 	Prefetch *int `yaml:"prefetch"`
@@ -220,10 +253,6 @@ const (
 	DefaultForwardAddr = ":3128"
 )
 
-// registryKeys are top-level keys of a registry configuration that dtrcache
-// accepts and ignores.
-var registryKeys = []string{"auth", "reporting", "notifications", "redis", "health", "compatibility", "validation", "policy", "catalog", "loglevel"}
-
 // LoadCache reads a cache configuration file. Environment and flag
 // overrides are applied by the caller before Normalize.
 func LoadCache(path string) (*Cache, error) {
@@ -234,24 +263,20 @@ func LoadCache(path string) (*Cache, error) {
 	return ParseCache(data, path)
 }
 
-// ParseCache parses cache configuration YAML.
+// ParseCache parses cache configuration YAML. A file that is not YAML
+// returns no configuration; otherwise it returns the configuration with
+// every good value, and the problems of the others (unknown keys, values
+// that do not parse) as Problems, each naming its key and line, so the
+// command can report them with those its checks find.
 func ParseCache(data []byte, source string) (*Cache, error) {
 	c := &Cache{Source: source}
-	if err := decodeStrict(data, c, source); err != nil {
+	var p Problems
+	if err := decodeStrict(data, c, source); err != nil && !errors.As(err, &p) {
 		return nil, err
 	}
-	for k := range c.Ignored {
-		known := false
-		for _, r := range registryKeys {
-			known = known || k == r
-		}
-		if !known {
-			return nil, fmt.Errorf("config %s: unknown key %q", source, k)
-		}
-		c.Unused = append(c.Unused, k)
-	}
-	c.Ignored = nil
-	return c, nil
+	c.Unused = c.Ignored.set()
+	c.Ignored = RegistryKeys{}
+	return c, p.Err()
 }
 
 // Normalize folds the DTR downstream middleware and distribution's proxy

@@ -1,15 +1,10 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"regexp"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Problems is a list of configuration problems, each naming its key. The
@@ -64,31 +59,41 @@ func (p *Problems) Join(err error) {
 	}
 }
 
+// IsProblems reports whether err is (or wraps) Problems: a file whose
+// configuration was decoded, with values to report.
+func IsProblems(err error) bool {
+	var p Problems
+	return errors.As(err, &p)
+}
+
+// Merge returns the problems of every err (nil, Problems, or another
+// error recorded as it is) as one Problems, in order. A later problem of
+// a key already reported is left out: a value the decoder refused is
+// absent to the checks that follow, which would report it again as
+// missing.
+func Merge(errs ...error) error {
+	var all, p Problems
+	for _, err := range errs {
+		all.Join(err)
+	}
+	seen := map[string]bool{}
+	for _, msg := range all {
+		key, _, _ := strings.Cut(msg, ": ")
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		p = append(p, msg)
+	}
+	return p.Err()
+}
+
 // Err returns p as an error, or nil if empty.
 func (p Problems) Err() error {
 	if len(p) == 0 {
 		return nil
 	}
 	return p
-}
-
-var (
-	yamlLineRE    = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
-	yamlInvalidRE = regexp.MustCompile(`^yaml: unmarshal errors:\n`)
-)
-
-// decodeStrict decodes YAML into v, refusing unknown keys, and rewrites
-// yaml.v3's messages to name the key.
-func decodeStrict(data []byte, v any, file string) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	err := dec.Decode(v)
-	if err == nil || errors.Is(err, io.EOF) { // io.EOF: an empty document
-		return nil
-	}
-	msg := yamlInvalidRE.ReplaceAllString(err.Error(), "")
-	msg = yamlLineRE.ReplaceAllString(msg, `line $1: unknown key "$2"`)
-	return fmt.Errorf("config %s: %s", file, strings.TrimSpace(msg))
 }
 
 // readFile reads a configuration file.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -111,13 +112,16 @@ func LoadOrigin(path string) (*Origin, error) {
 	return ParseOrigin(data, path)
 }
 
-// ParseOrigin parses origin configuration YAML (strict keys).
+// ParseOrigin parses origin configuration YAML (strict keys). Like
+// ParseCache it returns the good values together with the Problems of
+// the others; a file that is not YAML returns no configuration.
 func ParseOrigin(data []byte, source string) (*Origin, error) {
 	o := &Origin{}
-	if err := decodeStrict(data, o, source); err != nil {
+	var p Problems
+	if err := decodeStrict(data, o, source); err != nil && !errors.As(err, &p) {
 		return nil, err
 	}
-	return o, nil
+	return o, p.Err()
 }
 
 // Normalize replaces password_file by the password it holds and sets the
