@@ -67,6 +67,9 @@ func runCache(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	for _, k := range cfg.Unused {
 		log.Warn("ignoring registry configuration key", zap.String("key", k))
 	}
+	for _, w := range config.Exposed(cfg.Files()) {
+		log.Warn("secret file readable by others: " + w)
+	}
 	if err := serveCache(ctx, cfg, log, nil); err != nil {
 		log.Error("cache stopped", zap.Error(err))
 		return 1

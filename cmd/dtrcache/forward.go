@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
 	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/proxy/forward"
 	"github.com/dtrcache/dtrcache/proxy/forward/ca"
@@ -23,8 +23,10 @@ func serveForward(ctx context.Context, cfg *cacheSetup, srv *cache.Server, log *
 	if err != nil {
 		return fmt.Errorf("forward_proxy.ca_dir: %w", err)
 	}
-	if fi, err := os.Stat(filepath.Join(f.CADir, ca.KeyFile)); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		log.Warn("the office CA key is readable by others; chmod 600 it", zap.String("file", filepath.Join(f.CADir, ca.KeyFile)), zap.Stringer("mode", fi.Mode().Perm()))
+	// Checked with the configuration already (config.CheckFiles); again
+	// here for a setup that did not come from a file.
+	if err := config.CheckFiles([]config.File{{Key: "forward_proxy.ca_dir", Path: filepath.Join(f.CADir, ca.KeyFile), Private: config.Signing}}); err != nil {
+		return err
 	}
 	tlsConf, err := tlsConfig(f.CAs)
 	if err != nil {

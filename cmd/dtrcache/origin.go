@@ -59,6 +59,9 @@ func runOrigin(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	defer log.Sync()
+	for _, w := range config.Exposed(cfg.Files()) {
+		log.Warn("secret file readable by others: " + w)
+	}
 	if err := serveOrigin(ctx, cfg, log, nil); err != nil {
 		log.Error("origin stopped", zap.Error(err))
 		return 1

@@ -123,6 +123,8 @@ type Upstream struct {
 	Password     string   `yaml:"password"`
 	PasswordFile string   `yaml:"password_file"`
 	CAs          []string `yaml:"cas"`
+	// PasswordFrom is the file Normalize read the password from.
+	PasswordFrom string `yaml:"-"`
 }
 
 // Redirect configures redirect mode.
@@ -338,8 +340,25 @@ func (c *Cache) Normalize() error {
 	return p.Err()
 }
 
-// File is a file the configuration refers to, with its key.
-type File struct{ Key, Path string }
+// File is a file the configuration refers to, with its key, and how
+// private it must be.
+type File struct {
+	Key, Path string
+	Private   Privacy
+}
+
+// Privacy says what a file that group or others may read means.
+type Privacy int
+
+const (
+	// Public files (certificates, CAs) may be read by anyone.
+	Public Privacy = iota
+	// Secret files (passwords, TLS keys) should not be: a warning.
+	Secret
+	// Signing files (the office CA's key, which can sign a certificate for
+	// any name the office trusts) must not be: the command refuses them.
+	Signing
+)
 
 // Files lists the files the configuration refers to, so the command can
 // check them before serving and name the key of any that is missing.
@@ -347,12 +366,18 @@ func (c *Cache) Files() []File {
 	var fs []File
 	add := func(key, path string) {
 		if path != "" {
-			fs = append(fs, File{key, path})
+			fs = append(fs, File{Key: key, Path: path})
+		}
+	}
+	private := func(key, path string, p Privacy) {
+		if path != "" {
+			fs = append(fs, File{key, path, p})
 		}
 	}
 	add("http.tls.certificate", c.HTTP.TLS.Certificate)
-	add("http.tls.key", c.HTTP.TLS.Key)
+	private("http.tls.key", c.HTTP.TLS.Key, Secret)
 	if r := c.Redirect; r != nil {
+		private("redirect.password_file", r.PasswordFrom, Secret)
 		for i, f := range r.Keys.Files {
 			add(fmt.Sprintf("redirect.keys.files[%d]", i), f)
 		}
@@ -363,6 +388,7 @@ func (c *Cache) Files() []File {
 	}
 	if m := c.Mirror; m != nil {
 		for i, u := range m.Upstreams {
+			private(fmt.Sprintf("mirror.upstreams[%d].password_file", i), u.PasswordFrom, Secret)
 			for j, f := range u.CAs {
 				add(fmt.Sprintf("mirror.upstreams[%d].cas[%d]", i, j), f)
 			}
@@ -371,7 +397,7 @@ func (c *Cache) Files() []File {
 	if f := c.Forward; f != nil {
 		if f.CADir != "" {
 			add("forward_proxy.ca_dir", filepath.Join(f.CADir, ca.CertFile))
-			add("forward_proxy.ca_dir", filepath.Join(f.CADir, ca.KeyFile))
+			private("forward_proxy.ca_dir", filepath.Join(f.CADir, ca.KeyFile), Signing)
 		}
 		for i, ca := range f.CAs {
 			add(fmt.Sprintf("forward_proxy.cas[%d]", i), ca)
@@ -385,7 +411,8 @@ func (c *Cache) Files() []File {
 	return fs
 }
 
-// CheckFiles reports every referenced file that cannot be read.
+// CheckFiles reports every referenced file that cannot be read, and every
+// Signing file that group or others may read.
 func CheckFiles(files []File) error {
 	var p Problems
 	for _, f := range files {
@@ -394,9 +421,29 @@ func CheckFiles(files []File) error {
 			p.Add(f.Key, "%v", err)
 			continue
 		}
+		fi, err := fh.Stat()
 		fh.Close()
+		if err == nil && f.Private == Signing && fi.Mode().Perm()&0o077 != 0 {
+			p.Add(f.Key, "%s has mode %04o: group or others may read this signing key, which can sign a certificate for any name "+
+				"the office trusts; chmod 600 %s", f.Path, fi.Mode().Perm(), f.Path)
+		}
 	}
 	return p.Err()
+}
+
+// Exposed returns a warning for every Secret file that group or others
+// may read, naming its key: the command logs them once at start.
+func Exposed(files []File) []string {
+	var out []string
+	for _, f := range files {
+		if f.Private != Secret {
+			continue
+		}
+		if fi, err := os.Stat(f.Path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			out = append(out, fmt.Sprintf("%s: %s has mode %04o: group or others may read it; chmod 600 %s", f.Key, f.Path, fi.Mode().Perm(), f.Path))
+		}
+	}
+	return out
 }
 
 // foldDTR maps the DTR downstream middleware and distribution's proxy
@@ -468,5 +515,5 @@ func (u *Upstream) normalize(p *Problems, key string) {
 		u.URL = ""
 	}
 	u.Password = secret(u.Password, u.PasswordFile, key+".password", p)
-	u.PasswordFile = ""
+	u.PasswordFrom, u.PasswordFile = u.PasswordFile, ""
 }

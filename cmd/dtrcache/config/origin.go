@@ -59,6 +59,8 @@ type Backend struct {
 	Password     string   `yaml:"password"`
 	PasswordFile string   `yaml:"password_file"`
 	CAs          []string `yaml:"cas"`
+	// PasswordFrom is the file Normalize read the password from.
+	PasswordFrom string `yaml:"-"`
 }
 
 // Auth configures login.
@@ -136,7 +138,7 @@ func (o *Origin) Normalize() error {
 	}
 	o.Log.normalize(&p)
 	o.Backend.Password = secret(o.Backend.Password, o.Backend.PasswordFile, "backend.password", &p)
-	o.Backend.PasswordFile = ""
+	o.Backend.PasswordFrom, o.Backend.PasswordFile = o.Backend.PasswordFile, ""
 	o.State.normalize(&p)
 	if o.Keys.Reload == 0 {
 		o.Keys.Reload = units.Duration(DefaultKeyReload)
@@ -153,11 +155,17 @@ func (o *Origin) Files() []File {
 	var fs []File
 	add := func(key, path string) {
 		if path != "" {
-			fs = append(fs, File{key, path})
+			fs = append(fs, File{Key: key, Path: path})
+		}
+	}
+	secret := func(key, path string) {
+		if path != "" {
+			fs = append(fs, File{key, path, Secret})
 		}
 	}
 	add("http.tls.certificate", o.HTTP.TLS.Certificate)
-	add("http.tls.key", o.HTTP.TLS.Key)
+	secret("http.tls.key", o.HTTP.TLS.Key)
+	secret("backend.password_file", o.Backend.PasswordFrom)
 	add("auth.htpasswd", o.Auth.Htpasswd)
 	add("policy", o.Policy)
 	o.State.files(add)

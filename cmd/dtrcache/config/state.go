@@ -62,7 +62,7 @@ func (s *State) files(add func(key, path string)) {
 	}
 	add("state.etcd.tls.ca", s.Etcd.TLS.CA)
 	add("state.etcd.tls.certificate", s.Etcd.TLS.Certificate)
-	add("state.etcd.tls.key", s.Etcd.TLS.Key)
+	add("state.etcd.tls.key", s.Etcd.TLS.Key) // refused if others may read it, by the state store
 }
 
 // String names the store for logs: the endpoints, never the password.
