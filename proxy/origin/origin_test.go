@@ -46,6 +46,10 @@ type topology struct {
 	cacheStore  *casstore.Store
 	access      *policy.Access
 	srv         *origin.Server
+
+	// uploadQueries are the raw queries of the upload POSTs the backend
+	// received.
+	uploadQueries chan string
 }
 
 func htpasswd(t *testing.T, users ...string) *policy.Users {
@@ -69,9 +73,19 @@ func newTopology(t *testing.T) *topology {
 	t.Helper()
 	ctx := context.Background()
 	log := zaptest.NewLogger(t)
-	tp := &topology{}
+	tp := &topology{uploadQueries: make(chan string, 100)}
 	var err error
-	tp.reg, err = testenv.StartRegistry(ctx, testenv.RegistryOptions{})
+	tp.reg, err = testenv.StartRegistry(ctx, testenv.RegistryOptions{Wrap: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/") {
+				select {
+				case tp.uploadQueries <- r.URL.RawQuery:
+				default:
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +97,7 @@ func newTopology(t *testing.T) *topology {
 		Repositories: []policy.RepoRule{
 			{Pattern: "website/**", Grants: []policy.Grant{{Team: "web", Actions: []policy.Action{policy.ActionPull}}, {User: "admin", Actions: []policy.Action{policy.ActionPush}}}},
 			{Pattern: "secret/**", Grants: []policy.Grant{{User: "carol", Actions: []policy.Action{policy.ActionPull}}, {User: "admin", Actions: []policy.Action{policy.ActionPush}}}},
+			{Pattern: "scratch/**", Grants: []policy.Grant{{Team: "web", Actions: []policy.Action{policy.ActionPush}}}},
 			{Pattern: "**", Grants: []policy.Grant{{Team: "caches", Actions: []policy.Action{policy.ActionPull}}}},
 		},
 	})

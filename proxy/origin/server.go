@@ -208,14 +208,10 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if route.Kind == regapi.KindUpload && r.Method == http.MethodPost && r.URL.Query().Get("from") != "" {
-		// A cross-repository mount also reads the source repository.
-		from := r.URL.Query().Get("from")
-		if !regapi.ValidName(from) || s.authorize(r, id, from, policy.ActionPull, "mount source") != nil {
-			q := r.URL.Query()
-			q.Del("mount")
-			q.Del("from")
-			r.URL.RawQuery = q.Encode() // the backend starts a plain upload instead
+	if route.Kind == regapi.KindUpload && r.Method == http.MethodPost {
+		if err := s.checkMount(r, id); err != nil {
+			s.fail(w, r, err)
+			return
 		}
 	}
 	if route.Kind == regapi.KindBlob && r.Method == http.MethodGet {
@@ -230,6 +226,30 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 	}
 	r = s.watchPush(r, route, id.user)
 	s.proxy.ServeHTTP(w, r)
+}
+
+// checkMount makes the query of an upload POST exactly what the origin
+// checked. A cross-repository mount also reads its source repository: a
+// source the user may not pull turns the mount into a plain upload. A
+// repeated mount or from (a backend may take the last, which was not
+// checked) or a query that does not parse is refused; the backend gets
+// the query re-encoded from the parsed values.
+func (s *Server) checkMount(r *http.Request, id identity) error {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return regapi.Errorf(http.StatusBadRequest, regapi.CodeUploadInvalid, "malformed query", err)
+	}
+	if len(q["mount"]) > 1 || len(q["from"]) > 1 {
+		return regapi.NewError(http.StatusBadRequest, regapi.CodeUploadInvalid, "a mount names one blob (mount) and one source repository (from)")
+	}
+	if from := q.Get("from"); from != "" {
+		if !regapi.ValidName(from) || s.authorize(r, id, from, policy.ActionPull, "mount source") != nil {
+			q.Del("mount")
+			q.Del("from") // the backend starts a plain upload instead
+		}
+	}
+	r.URL.RawQuery = q.Encode()
+	return nil
 }
 
 // userCache returns the user's cache if it is registered and healthy

@@ -11,6 +11,7 @@ import (
 // RANGE_INVALID and UNAVAILABLE).
 const (
 	CodeBlobUnknown     = "BLOB_UNKNOWN"
+	CodeUploadInvalid   = "BLOB_UPLOAD_INVALID"
 	CodeDigestInvalid   = "DIGEST_INVALID"
 	CodeManifestUnknown = "MANIFEST_UNKNOWN"
 	CodeManifestInvalid = "MANIFEST_INVALID"
