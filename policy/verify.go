@@ -40,7 +40,9 @@ type Verifier struct {
 	Now func() time.Time
 }
 
-// Verify checks token and returns its claims. The signature must be EdDSA
+// Verify checks token and returns its claims. The header and claims must
+// be in the one JSON form the signer writes (members unique, names exact,
+// dates as numbers: tokenjson.go). The signature must be EdDSA
 // by the key the header's kid names (every other algorithm, "none" and HMAC
 // included, is refused); exp is required; exp, nbf and iat are checked
 // against the clock with the allowed skew; iss and aud must equal the
@@ -54,6 +56,9 @@ func (v *Verifier) Verify(ctx context.Context, token, repo, digest string) (*Cla
 		return nil, fmt.Errorf("%w: verifier has no key set", ErrUnknownKey)
 	}
 	if err := checkTokenSyntax(token); err != nil {
+		return nil, err
+	}
+	if err := checkTokenJSON(token); err != nil {
 		return nil, err
 	}
 	parser := jwt.NewParser(
