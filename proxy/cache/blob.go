@@ -74,6 +74,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 	}
 	f.Result = res.String()
 	s.Metrics.blob(a.mode, f.Result)
+	w.Header().Set(CacheStatusHeader, cacheStatus(res))
 	source := "store"
 	if blob.File() == nil {
 		source = "fill"
@@ -179,6 +180,7 @@ func (s *Server) serveRangeDirect(w http.ResponseWriter, r *http.Request, route 
 	f.Result = "direct_range"
 	s.Metrics.blob(a.mode, f.Result)
 	h := w.Header()
+	h.Set(CacheStatusHeader, "dtrcache; fwd=partial")
 	regapi.BlobHeaders(h, d.String(), "")
 	h.Set("Content-Range", regapi.ByteRange{Start: start, Length: n}.ContentRange(st.Size))
 	h.Set("Content-Length", strconv.FormatInt(n, 10))
@@ -189,6 +191,24 @@ func (s *Server) serveRangeDirect(w http.ResponseWriter, r *http.Request, route 
 		return true, fmt.Errorf("%w: %d of %d bytes: %w", regapi.ErrAborted, written, n, errOr(err, io.ErrUnexpectedEOF))
 	}
 	return true, nil
+}
+
+// CacheStatusHeader tells a client how the cache answered a blob GET
+// (RFC 9211): "dtrcache; hit" from the store, "dtrcache; fwd=miss;
+// stored" when the request started the fill, "dtrcache; fwd=miss;
+// collapsed" when it joined a running one, "dtrcache; fwd=partial" for a
+// range fetched upstream on its own. dtrcache warm reads it to tell the
+// bytes the cache filled from those it had.
+const CacheStatusHeader = "Cache-Status"
+
+func cacheStatus(res casstore.Result) string {
+	switch res {
+	case casstore.Hit:
+		return "dtrcache; hit"
+	case casstore.Joined:
+		return "dtrcache; fwd=miss; collapsed"
+	}
+	return "dtrcache; fwd=miss; stored"
 }
 
 func errOr(err, def error) error {

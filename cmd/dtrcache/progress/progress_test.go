@@ -2,7 +2,9 @@ package progress
 
 import (
 	"bytes"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestHuman(t *testing.T) {
@@ -28,21 +30,50 @@ func TestHuman(t *testing.T) {
 	}
 }
 
-// TestNewBarSilentOffTerminal: a bar writing to a buffer (not a terminal)
-// prints nothing, so logs and piped output stay clean.
-func TestNewBarSilentOffTerminal(t *testing.T) {
+// TestBarPrintsPlainLinesOffTerminal is the regression test of progress
+// that did not show when the output was not a terminal (the demo's bars
+// under CI): a Bar writing to a pipe or a log prints a plain line at most
+// every LineEvery, and one when it finishes with the time taken.
+func TestBarPrintsPlainLinesOffTerminal(t *testing.T) {
 	var out bytes.Buffer
-	bar := NewBar(100, "pull", &out)
-	if err := bar.Add64(60); err != nil {
-		t.Fatal(err)
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	bar := newBar(100_000_000, "cold, through the cache", &out, false, clock)
+	step := func(d time.Duration, n int64) {
+		now = now.Add(d)
+		if err := bar.Add64(n); err != nil {
+			t.Fatal(err)
+		}
 	}
+	step(100*time.Millisecond, 10_000_000) // too soon for a line
 	if out.Len() != 0 {
-		t.Fatalf("bar wrote %q before finishing", out.String())
+		t.Fatalf("a line before LineEvery: %q", out.String())
 	}
+	step(900*time.Millisecond, 15_000_000) // 25 MB after 1 s
+	step(500*time.Millisecond, 25_000_000) // not yet
+	bar.Describe("warm, from the cache")
+	step(500*time.Millisecond, 50_000_000) // 100 MB after 2 s
 	if err := bar.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	if out.Len() != 0 {
-		t.Fatalf("bar wrote %q off a terminal", out.String())
+	bar.Finish() // once only
+	want := "" +
+		"  cold, through the cache    25.0 MB of 100.0 MB (25 %), 25.0 MB/s\n" +
+		"  warm, from the cache       100.0 MB of 100.0 MB (100 %), 50.0 MB/s\n" +
+		"  warm, from the cache       100.0 MB of 100.0 MB (100 %), 50.0 MB/s, done in 2.0s\n"
+	if out.String() != want {
+		t.Fatalf("lines:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
+// TestBarOnATerminalDrawsABar: on a terminal the bar redraws one line
+// (carriage returns), with the rate, and ends it on Finish.
+func TestBarOnATerminalDrawsABar(t *testing.T) {
+	var out bytes.Buffer
+	bar := newBar(1000, "pull", &out, true, time.Now)
+	bar.Write(make([]byte, 1000))
+	bar.Finish()
+	if s := out.String(); !strings.Contains(s, "\r") || !strings.Contains(s, "100%") || !strings.HasSuffix(s, "\n") {
+		t.Fatalf("terminal output %q", s)
 	}
 }
