@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dtrcache/dtrcache/internal/progress"
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/progress"
 	"github.com/dtrcache/dtrcache/testenv"
 )
 

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dtrcache/dtrcache/internal/progress"
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/progress"
 )
 
 // What `dtrcache warm` tells the operator. On a terminal: a progress bar

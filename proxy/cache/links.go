@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
-	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
+	"github.com/dtrcache/dtrcache/proxy/ttlcache"
 	"github.com/dtrcache/dtrcache/proxy/upstream"
 	"golang.org/x/sync/singleflight"
 )
