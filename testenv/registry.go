@@ -39,6 +39,15 @@ type RegistryOptions struct {
 	// Wrap, if set, wraps the registry handler (after the Counter), e.g.
 	// to inject a fault.
 	Wrap func(http.Handler) http.Handler
+	// Notify, if set, sends the registry's notifications (distribution's
+	// notifications.endpoints) to an origin's receiver.
+	Notify *NotifyOptions
+}
+
+// NotifyOptions point a registry's notifications at a receiver.
+type NotifyOptions struct {
+	// URL receives the envelopes; Secret is sent as a Bearer token.
+	URL, Secret string
 }
 
 // Registry is a distribution v3 registry running in this process: the
@@ -95,6 +104,12 @@ func StartRegistry(ctx context.Context, opt RegistryOptions) (*Registry, error) 
 	if opt.Token != nil {
 		cfg.Auth = configuration.Auth{"token": configuration.Parameters{
 			"realm": opt.Token.Realm, "service": opt.Token.Service, "issuer": opt.Token.Issuer, "jwks": opt.Token.JWKS,
+		}}
+	}
+	if n := opt.Notify; n != nil {
+		cfg.Notifications.Endpoints = []configuration.Endpoint{{
+			Name: "origin", URL: n.URL, Headers: http.Header{"Authorization": {"Bearer " + n.Secret}},
+			Timeout: 5 * time.Second, Threshold: 3, Backoff: 200 * time.Millisecond,
 		}}
 	}
 	cfg.HTTP.Secret = "dtrcache-test-secret"

@@ -70,6 +70,9 @@ type OriginExtension struct {
 	// API and Pushed become the origin's Config.API and Config.Pushed.
 	API    http.Handler
 	Pushed func(ctx context.Context, p origin.Push)
+	// Configure, if set, changes the origin's Config last (the events'
+	// hooks: originevents.Wiring.Configure).
+	Configure func(c *origin.Config)
 	// Mount, if set, gets the origin's handler and returns handlers to
 	// serve beside it, by path prefix (e.g. "/console/").
 	Mount func(origin http.Handler) (map[string]http.Handler, error)
@@ -187,9 +190,13 @@ func StartTopology(ctx context.Context, opt TopologyOptions) (_ *Topology, err e
 			t.closers = append(t.closers, ext.Close)
 		}
 	}
-	osrv, err := origin.New(origin.Config{Backend: backend, Users: users, Access: access, Keys: keys, DB: db, Prober: prober,
+	oc := origin.Config{Backend: backend, Users: users, Access: access, Keys: keys, DB: db, Prober: prober,
 		Logger: log.Named("origin"), Audit: log.Named("audit"), Metrics: origin.NewMetrics(t.OriginMetrics), PrefetchHints: true,
-		API: ext.API, Pushed: ext.Pushed})
+		API: ext.API, Pushed: ext.Pushed}
+	if ext.Configure != nil {
+		ext.Configure(&oc)
+	}
+	osrv, err := origin.New(oc)
 	if err != nil {
 		return nil, err
 	}

@@ -204,6 +204,7 @@ func checkOrigin(cfg *config.Origin) error {
 	checkState(&p, cfg)
 	checkPolicies(&p, cfg)
 	checkConsole(&p, cfg.Console)
+	checkEvents(&p, cfg.Events)
 	return p.Err()
 }
 

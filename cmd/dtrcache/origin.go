@@ -13,6 +13,7 @@ import (
 
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
 	"github.com/dtrcache/dtrcache/policy"
+	"github.com/dtrcache/dtrcache/proxy/jobs"
 	"github.com/dtrcache/dtrcache/proxy/origin"
 	"github.com/dtrcache/dtrcache/proxy/policies"
 	"github.com/dtrcache/dtrcache/proxy/serve"
@@ -172,7 +173,17 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 	if err != nil {
 		return fmt.Errorf("backend.url: %w", err)
 	}
-	engine, err := newPolicyEngine(ctx, cfg, store, local, access, reg, nil, log)
+	wiring, err := newEvents(eventsSetup{cfg: cfg.Events, store: store, backend: backend, local: local, transport: transport,
+		user: cfg.Backend.Username, password: cfg.Backend.Password, users: users, access: access, realm: cfg.Auth.Realm, reg: reg, log: log})
+	if err != nil {
+		return fmt.Errorf("events: %w", err)
+	}
+	var hooks engineHooks
+	if wiring != nil {
+		hooks.job = func(svc *policies.Service) jobs.Hook { return wiring.JobHook(svc.DescribeJob) }
+		hooks.pushed = wiring.LocalPush
+	}
+	engine, err := newPolicyEngine(ctx, cfg, store, local, access, reg, hooks, log)
 	if err != nil {
 		return err
 	}
@@ -184,6 +195,9 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 		Backend: backend, BackendUser: cfg.Backend.Username, BackendPassword: cfg.Backend.Password, Transport: transport,
 		Users: users, Access: access, Keys: keys, DB: db, Prober: prober, Realm: cfg.Auth.Realm,
 		Logger: log, Audit: log.Named("audit"), Metrics: origin.NewMetrics(reg), PrefetchHints: *cfg.Caches.PrefetchHints,
+	}
+	if wiring != nil {
+		wiring.Configure(&oc) // the events' hooks after the policies', the webhooks API in front
 	}
 	srv, err := origin.New(oc)
 	if err != nil {
@@ -210,6 +224,11 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 	ready := func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 		defer cancel()
+		if wiring != nil {
+			if err := wiring.Ready(ctx); err != nil {
+				return fmt.Errorf("events: %w", err)
+			}
+		}
 		return db.Ready(ctx)
 	}
 	handler := serve.Instrument(log.Named("access"), serve.NewHTTPMetrics(reg), serve.Mux(withConsole(srv, con), ready, reg))
@@ -220,6 +239,9 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 	})
 	g.Go(func() error { prober.Run(gctx); return nil })
 	g.Go(func() error { return engine.run(gctx) })
+	if wiring != nil {
+		g.Go(func() error { wiring.Run(gctx); return nil })
+	}
 	if con != nil {
 		g.Go(func() error { return con.Run(gctx) })
 	}

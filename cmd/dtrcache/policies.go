@@ -74,11 +74,20 @@ type policyEngine struct {
 	log       *zap.Logger
 }
 
+// engineHooks connect the policy engine to the events (both optional).
+type engineHooks struct {
+	// job makes the job queue's hook, given the service.
+	job func(*policies.Service) jobs.Hook
+	// pushed is told about every tag the engine writes into the local
+	// registry.
+	pushed func(ctx context.Context, repo, tag, digest string)
+}
+
 // newPolicyEngine builds the service and the job runner on store, and
 // applies the policy file (every problem of it at once) before anything
 // serves.
 func newPolicyEngine(ctx context.Context, cfg *config.Origin, store state.Store, local *upstream.Client, access *policy.Access,
-	reg prometheus.Registerer, hook jobs.Hook, log *zap.Logger) (*policyEngine, error) {
+	reg prometheus.Registerer, hooks engineHooks, log *zap.Logger) (*policyEngine, error) {
 	pc := cfg.Policies
 	keyPath := pc.SecretKey
 	if keyPath == "" {
@@ -102,15 +111,19 @@ func newPolicyEngine(ctx context.Context, cfg *config.Origin, store state.Store,
 			return nil, fmt.Errorf("policies.timezone: %w", err)
 		}
 	}
-	queue := &jobs.Queue{Store: store, MaxAttempts: pc.MaxAttempts, Hook: hook}
+	queue := &jobs.Queue{Store: store, MaxAttempts: pc.MaxAttempts}
 	reg.MustRegister(jobs.NewOpenJobsCollector(queue))
 	svc, err := policies.New(policies.Config{
 		Store: store, Queue: queue, Local: local, Secrets: secrets, Guard: guard, RemoteHosts: pc.AllowedRemotes,
 		Access: access, Concurrency: pc.Concurrency, BandwidthLimit: int64(pc.Bandwidth), Location: loc,
 		UserAgent: "dtrcache/" + version, Logger: log.Named("policies"), Metrics: policies.NewMetrics(reg),
+		Pushed: hooks.pushed,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if hooks.job != nil {
+		queue.Hook = hooks.job(svc) // before any job moves: the runner starts later
 	}
 	replica, _ := os.Hostname()
 	runner := &jobs.Runner{Queue: queue, Executors: svc.Executors(), Classify: policies.Classify, Workers: pc.Workers,

@@ -54,6 +54,13 @@ func (r *RegistryDescriber) Describe(ctx context.Context, repo, digest string) (
 	if err != nil {
 		return Platform{}, err
 	}
+	return r.DescribeManifest(ctx, repo, digest, body, mt)
+}
+
+// DescribeManifest describes a manifest already read (body, with its
+// media type mt when the body does not say): an index's platforms, or an
+// image's from its config, read from the registry.
+func (r *RegistryDescriber) DescribeManifest(ctx context.Context, repo, digest string, body []byte, mt string) (Platform, error) {
 	var m struct {
 		MediaType string `json:"mediaType"`
 		Config    struct {

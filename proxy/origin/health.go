@@ -21,6 +21,10 @@ type Prober struct {
 	List func() ([]Cache, error)
 	// Logger receives health changes.
 	Logger *zap.Logger
+	// OnChange, if set, is called after a probe whose verdict differs from
+	// the cache's previous one, and after a cache's first probe (this
+	// process knows no previous verdict), from the probing goroutine.
+	OnChange func(ctx context.Context, c Cache, h CacheHealth)
 
 	// mu guards state.
 	mu    sync.Mutex
@@ -77,14 +81,14 @@ func (p *Prober) Probe(ctx context.Context, c Cache) bool {
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	h := health{checked: time.Now()}
 	base := c.Host
 	if c.ProbeHost != "" {
 		base = c.ProbeHost
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+	req, err := http.NewRequestWithContext(pctx, http.MethodGet, base+"/healthz", nil)
 	if err == nil {
 		var resp *http.Response
 		start := time.Now()
@@ -107,6 +111,9 @@ func (p *Prober) Probe(ctx context.Context, c Cache) bool {
 	prev, seen := p.state[c.Name]
 	p.state[c.Name] = h
 	p.mu.Unlock()
+	if changed := !seen || prev.ok != h.ok; changed && p.OnChange != nil {
+		defer p.OnChange(ctx, c, CacheHealth{Healthy: h.ok, Checked: h.checked, Reason: h.err, RTT: h.rtt})
+	}
 	if p.Logger != nil && (!seen || prev.ok != h.ok) {
 		if h.ok {
 			p.Logger.Info("cache healthy", zap.String("cache", c.Name), zap.String("host", c.Host))

@@ -25,8 +25,30 @@ type Push struct {
 	// Subject is the digest of the manifest this one refers to (OCI 1.1
 	// referrers: a signature, an SBOM), "" if it has none.
 	Subject string
-	// User pushed it.
-	User string
+	// Manifest is the manifest as pushed (nil if it was larger than a
+	// manifest may be).
+	Manifest []byte
+	// User pushed it; Host is the registry host the client named.
+	User, Host string
+	// At is when the backend answered.
+	At time.Time
+}
+
+// Operation is a delete or a pull the backend answered through the
+// origin (Config.Deleted, Config.Pulled).
+type Operation struct {
+	// Repository is the repository; Tag the reference when it is a tag.
+	Repository, Tag string
+	// Digest is the digest of the path, or for a manifest named by tag
+	// the backend's Docker-Content-Digest ("" if it sent none).
+	Digest string
+	// Blob: a blob delete (the backend's notifications report those like
+	// manifest deletes); otherwise a manifest.
+	Blob bool
+	// MediaType is the manifest's, for a pull.
+	MediaType string
+	// User asked; Host is the registry host the client named.
+	User, Host string
 	// At is when the backend answered.
 	At time.Time
 }
@@ -90,7 +112,8 @@ func (s *Server) notePush(resp *http.Response) {
 	p := pp.Push
 	p.Digest, p.At = resp.Header.Get("Docker-Content-Digest"), time.Now().UTC()
 	if !pp.over {
-		p.Subject = subjectOf(pp.body.Bytes())
+		p.Manifest = bytes.Clone(pp.body.Bytes())
+		p.Subject = subjectOf(p.Manifest)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(resp.Request.Context()), pushTimeout)
 	defer cancel()
@@ -103,7 +126,7 @@ func (s *Server) watchPush(r *http.Request, route regapi.Route, user string) *ht
 	if s.c.Pushed == nil || route.Kind != regapi.KindManifest || r.Method != http.MethodPut {
 		return r
 	}
-	pp := &pendingPush{Push: Push{Repository: route.Name, Reference: route.Reference, User: user, MediaType: r.Header.Get("Content-Type")}}
+	pp := &pendingPush{Push: Push{Repository: route.Name, Reference: route.Reference, User: user, Host: r.Host, MediaType: r.Header.Get("Content-Type")}}
 	if route.Digest.IsZero() {
 		pp.Tag = route.Reference
 	}
@@ -112,6 +135,60 @@ func (s *Server) watchPush(r *http.Request, route regapi.Route, user string) *ht
 		r.Body = capture{ReadCloser: r.Body, p: pp}
 	}
 	return r
+}
+
+// opKey marks a delete or a pull in its context, for modifyResponse: its
+// *pendingOp.
+type opKey struct{}
+
+type pendingOp struct {
+	Operation
+	pull bool
+}
+
+// watchOp marks a manifest or blob DELETE (for Config.Deleted) and a
+// manifest GET or HEAD while Config.WantPulls says pulls are wanted (for
+// Config.Pulled).
+func (s *Server) watchOp(r *http.Request, route regapi.Route, user string) *http.Request {
+	op := &pendingOp{Operation: Operation{Repository: route.Name, User: user, Host: r.Host}}
+	switch {
+	case r.Method == http.MethodDelete && s.c.Deleted != nil && (route.Kind == regapi.KindManifest || route.Kind == regapi.KindBlob):
+		op.Blob = route.Kind == regapi.KindBlob
+	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && route.Kind == regapi.KindManifest &&
+		s.c.Pulled != nil && s.c.WantPulls != nil && s.c.WantPulls():
+		op.pull = true
+	default:
+		return r
+	}
+	if route.Digest.IsZero() {
+		op.Tag = route.Reference
+	} else {
+		op.Digest = route.Digest.String()
+	}
+	return r.WithContext(context.WithValue(r.Context(), opKey{}, op))
+}
+
+// noteOp tells Config.Deleted (202) or Config.Pulled (200) about an
+// operation the backend answered, before the response goes to the client.
+func (s *Server) noteOp(resp *http.Response) {
+	op, ok := resp.Request.Context().Value(opKey{}).(*pendingOp)
+	if !ok {
+		return
+	}
+	o := op.Operation
+	o.At = time.Now().UTC()
+	if o.Digest == "" && !o.Blob {
+		o.Digest = resp.Header.Get("Docker-Content-Digest")
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(resp.Request.Context()), pushTimeout)
+	defer cancel()
+	switch {
+	case op.pull && resp.StatusCode == http.StatusOK:
+		o.MediaType = resp.Header.Get("Content-Type")
+		s.c.Pulled(ctx, o)
+	case !op.pull && resp.StatusCode == http.StatusAccepted:
+		s.c.Deleted(ctx, o)
+	}
 }
 
 // Authenticator checks the origin's accounts (Basic auth) for the API

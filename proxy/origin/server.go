@@ -51,6 +51,15 @@ type Config struct {
 	// accepted (201), before the client gets the answer: the policy engine
 	// queues its jobs there, the event log records the push.
 	Pushed func(ctx context.Context, p Push)
+	// Deleted, if set, is called for every manifest or blob DELETE the
+	// backend accepted (202), before the client gets the answer.
+	Deleted func(ctx context.Context, op Operation)
+	// Pulled, if set, is called for every manifest GET or HEAD the backend
+	// answered 200 while WantPulls (required with it) reports true, before
+	// the client gets the answer: pulls are many, and recorded only while
+	// someone wants them.
+	Pulled    func(ctx context.Context, op Operation)
+	WantPulls func() bool
 	// API, if set, serves the /api/v0 paths the origin's own API does not
 	// know (policies, jobs, webhooks); they authenticate with
 	// Authenticator.
@@ -225,6 +234,7 @@ func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	r = s.watchPush(r, route, id.user)
+	r = s.watchOp(r, route, id.user)
 	s.proxy.ServeHTTP(w, r)
 }
 
@@ -424,6 +434,7 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 		s.unsatisfiedRange(resp)
 	}
 	s.notePush(resp)
+	s.noteOp(resp)
 	if t, ok := resp.Request.Context().Value(hintKey{}).(hintTarget); ok && resp.StatusCode == http.StatusOK &&
 		resp.ContentLength >= 0 && resp.ContentLength <= regapi.MaxManifestSize {
 		body, err := io.ReadAll(resp.Body)

@@ -1,8 +1,9 @@
 // Package stack is the test environment's whole origin: the US/Asia
 // topology of package testenv with the origin's policy engine (policies,
 // jobs, a job runner, serving the policies and jobs API), its events and
-// webhooks (the webhooks API; a TAG_PUSH event for each tag pushed through
-// the origin) and its web console at /console/. The demo, the console's
+// webhooks (the origin's real events wiring, proxy/originevents: the
+// webhooks API, events for what passes through the origin, cache health
+// and policy jobs) and its web console at /console/. The demo, the console's
 // tests and its browser tests run it.
 //
 // It is a package of its own because the policy engine links the copy
@@ -11,20 +12,17 @@ package stack
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"sync"
 
-	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/console"
 	"github.com/dtrcache/dtrcache/proxy/events"
 	"github.com/dtrcache/dtrcache/proxy/jobs"
 	"github.com/dtrcache/dtrcache/proxy/netguard"
 	"github.com/dtrcache/dtrcache/proxy/origin"
+	"github.com/dtrcache/dtrcache/proxy/originevents"
 	"github.com/dtrcache/dtrcache/proxy/policies"
-	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/upstream"
 	"github.com/dtrcache/dtrcache/testenv"
 	"go.uber.org/zap"
@@ -87,40 +85,29 @@ func (st *Stack) extend(cc console.Config) func(context.Context, testenv.OriginP
 			return testenv.OriginExtension{}, err
 		}
 		st.Jobs = &jobs.Queue{Store: store}
-		if st.Policies, err = policies.New(policies.Config{Store: store, Queue: st.Jobs, Local: local, Secrets: secrets,
-			Guard: guard, Access: p.Access, Logger: log.Named("policies")}); err != nil {
-			return testenv.OriginExtension{}, err
-		}
-		runner := &jobs.Runner{Queue: st.Jobs, Executors: st.Policies.Executors(), Classify: policies.Classify, Workers: 2,
-			Replica: "stack", Logger: log.Named("jobs")}
-		audit := log.Named("audit")
 		if st.Events, err = events.NewService(events.Config{Store: store, Delivery: events.DeliveryConfig{Guard: guard},
 			Host: "origin.stack", Logger: log.Named("events")}); err != nil {
 			return testenv.OriginExtension{}, err
 		}
-		auth := origin.Authenticator{Users: p.Users}
-		webhooks := st.Events.API(identifier{auth}, authority{access: p.Access, backend: local})
-		api := http.NewServeMux()
-		for _, prefix := range []string{"/api/v0/webhooks", "/api/v0/webhooks/", "/api/v0/namespaces/"} {
-			api.Handle(prefix, webhooks)
+		wiring, err := originevents.New(originevents.Config{Service: st.Events, Store: store, Backend: local, Host: "origin.stack",
+			Users: p.Users, Access: p.Access, Logger: log.Named("events")})
+		if err != nil {
+			return testenv.OriginExtension{}, err
 		}
-		api.Handle("/", st.Policies.Handler(auth, audit))
+		if st.Policies, err = policies.New(policies.Config{Store: store, Queue: st.Jobs, Local: local, Secrets: secrets,
+			Guard: guard, Access: p.Access, Logger: log.Named("policies"), Pushed: wiring.LocalPush}); err != nil {
+			return testenv.OriginExtension{}, err
+		}
+		st.Jobs.Hook = wiring.JobHook(st.Policies.DescribeJob)
+		runner := &jobs.Runner{Queue: st.Jobs, Executors: st.Policies.Executors(), Classify: policies.Classify, Workers: 2,
+			Replica: "stack", Logger: log.Named("jobs")}
+		audit := log.Named("audit")
 		ext := testenv.OriginExtension{
-			API: api,
+			API: st.Policies.Handler(origin.Authenticator{Users: p.Users}, audit),
 			Pushed: func(ctx context.Context, push origin.Push) {
 				st.Policies.OnPush(ctx, policies.Push{Repository: push.Repository, Tag: push.Tag, Digest: push.Digest, Subject: push.Subject})
-				if push.Tag == "" {
-					return
-				}
-				ev, err := events.NewImageEvent(events.TagPush, events.Image{Repository: push.Repository, Tag: push.Tag, Digest: push.Digest,
-					Host: "origin.stack", MediaType: push.MediaType}, push.User, push.At, events.SourceOrigin)
-				if err == nil {
-					_, err = st.Events.Outbox.Emit(ctx, ev)
-				}
-				if err != nil {
-					log.Error("stack: recording a push", zap.Error(err))
-				}
 			},
+			Configure: wiring.Configure,
 		}
 		ext.Mount = func(o http.Handler) (map[string]http.Handler, error) {
 			cc.Origin, cc.Users, cc.Access, cc.DB, cc.Prober, cc.Keys, cc.Store = o, p.Users, p.Access, p.DB, p.Prober, p.Keys, store
@@ -140,7 +127,7 @@ func (st *Stack) extend(cc console.Config) func(context.Context, testenv.OriginP
 		}
 		ext.Run = func(ctx context.Context) {
 			var wg sync.WaitGroup
-			events := func(ctx context.Context) error { st.Events.Run(ctx); return nil }
+			events := func(ctx context.Context) error { wiring.Run(ctx); return nil }
 			for _, run := range []func(context.Context) error{st.Policies.Run, runner.Run, st.Console.Run, events} {
 				wg.Add(1)
 				go func() {
@@ -154,52 +141,4 @@ func (st *Stack) extend(cc console.Config) func(context.Context, testenv.OriginP
 		}
 		return ext, nil
 	}
-}
-
-// identifier is the webhooks API's login: the origin's accounts, a 401
-// with the challenge when anonymous.
-type identifier struct{ auth origin.Authenticator }
-
-func (i identifier) Identify(r *http.Request) (string, error) {
-	user, err := i.auth.User(r)
-	if err == nil && user == "" {
-		err = regapi.NewError(http.StatusUnauthorized, regapi.CodeUnauthorized, "authentication required").
-			WithHeader("WWW-Authenticate", `Basic realm="dtrcache"`)
-	}
-	return user, err
-}
-
-// authority answers the webhooks API with the origin's access rules.
-type authority struct {
-	access  *policy.Access
-	backend *upstream.Client
-}
-
-// CanAdmin: administrators anything; a repository's or namespace's
-// administrators its scope (a namespace as any repository in it).
-func (a authority) CanAdmin(user, scope string) bool {
-	if a.access.IsAdmin(user) {
-		return true
-	}
-	if scope == "" {
-		return false
-	}
-	if !strings.Contains(scope, "/") {
-		scope += "/*"
-	}
-	return a.access.Decide(user, scope, policy.ActionAdmin).Allowed
-}
-
-// RepositoryExists asks the backend for the repository's tags.
-func (a authority) RepositoryExists(ctx context.Context, repo string) (bool, error) {
-	resp, err := a.backend.Do(ctx, upstream.Request{Method: http.MethodGet, Path: "/v2/" + repo + "/tags/list"})
-	if err != nil {
-		var se *upstream.StatusError
-		if errors.As(err, &se) && se.Status == http.StatusNotFound {
-			return false, nil
-		}
-		return false, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK, nil
 }

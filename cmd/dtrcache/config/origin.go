@@ -21,6 +21,7 @@ type Origin struct {
 	Caches   Probes         `yaml:"caches"`
 	Policies Policies       `yaml:"policies"`
 	Console  Console        `yaml:"console"`
+	Events   Events         `yaml:"events"`
 	Shutdown units.Duration `yaml:"shutdown_grace"`
 }
 
@@ -140,6 +141,7 @@ func (o *Origin) Normalize() error {
 	o.Backend.Password = secret(o.Backend.Password, o.Backend.PasswordFile, "backend.password", &p)
 	o.Backend.PasswordFrom, o.Backend.PasswordFile = o.Backend.PasswordFile, ""
 	o.State.normalize(&p)
+	o.Events.normalize(&p)
 	if o.Keys.Reload == 0 {
 		o.Keys.Reload = units.Duration(DefaultKeyReload)
 	}
