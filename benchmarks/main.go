@@ -205,6 +205,16 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 		}
 		systems = append(systems, s)
 	}
+	for _, vouching := range []bool{true, false} {
+		if name := map[bool]string{true: "dtrcache-forward", false: "dtrcache-forward-head"}[vouching]; o.systems == "" && !vouching || !want(name) {
+			continue // the HEAD-per-blob variant runs only when named
+		}
+		s, err := newDtrcacheForward(ctx, e, link, vouching)
+		if err != nil {
+			return err
+		}
+		systems = append(systems, s)
+	}
 	if want("dtrcache-redirect") {
 		s, err := newDtrcacheRedirect(ctx, e, backend, shared)
 		if err != nil {

@@ -27,6 +27,9 @@ func (r *runner) resume(ctx context.Context, im *image) error {
 	for _, frac := range resumeFractions {
 		cut := int64(float64(size) * frac)
 		for _, s := range r.systems {
+			if pullsOnly(s) {
+				continue
+			}
 			res := &result{Scenario: "resume", Image: resumeLabel(im, frac), Profile: "shared", System: s.name(), Peer: s.peer()}
 			for i := 0; i < r.o.repeats; i++ {
 				if err := s.cold(ctx); err != nil {

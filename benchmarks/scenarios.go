@@ -151,6 +151,9 @@ func (r *runner) rangeRead(ctx context.Context, im *image, frac float64) error {
 	off := int64(float64(im.spec.LayerSize) * frac) // random layers are stored as generated
 	repo := repoOf(im.repoTag)
 	for _, s := range r.systems {
+		if pullsOnly(s) {
+			continue
+		}
 		res := &result{Scenario: "range", Image: im.label, Profile: "shared", System: s.name(), Peer: s.peer()}
 		for i := 0; i < r.o.repeats; i++ {
 			if err := s.cold(ctx); err != nil {
@@ -211,8 +214,8 @@ func (r *runner) cut(ctx context.Context, im *image, shared wan.Config) error {
 func (r *runner) throughput(ctx context.Context, im *image) error {
 	d := im.info.Layers[0].String()
 	for _, s := range r.systems {
-		if s.name() == "direct" {
-			continue // bounded by the WAN, not a cache
+		if s.name() == "direct" || pullsOnly(s) {
+			continue // bounded by the WAN, not a cache; or no blob URL of its own
 		}
 		res := &result{Scenario: "throughput", Image: im.label + " (one layer)", Profile: "shared", System: s.name(), Peer: s.peer()}
 		if err := s.cold(ctx); err != nil {

@@ -47,7 +47,7 @@ func serveForward(ctx context.Context, cfg *cacheSetup, srv *cache.Server, log *
 	reg.MustRegister(cache.NewStoreCollector(store, "proxy"))
 	opts := forward.Options{
 		Rules: cfg.rules, Leaves: &ca.Leaves{CA: authority, Max: f.MaxLeafCerts}, Store: store, Fill: srv.Fill,
-		TLS: tlsConf, AuthTTL: f.AuthTTL.D(), IdleTimeout: f.IdleTimeout.D(), Grace: cfg.Shutdown.D(),
+		TLS: tlsConf, AuthTTL: f.AuthTTL.D(), NoManifestVouching: f.ManifestVouching != nil && !*f.ManifestVouching, IdleTimeout: f.IdleTimeout.D(), Grace: cfg.Shutdown.D(),
 		Logger: log.Named("forward"), Metrics: forward.NewMetrics(reg),
 	}
 	if m := f.BlobMirror; m != nil {

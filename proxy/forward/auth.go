@@ -46,35 +46,50 @@ func credential(r *http.Request) [sha256.Size]byte {
 // authCache remembers positive authorization answers for ttl. It is safe
 // for concurrent use.
 type authCache struct {
-	ttl     time.Duration
-	answers *ttlcache.Cache[authKey, struct{}]
+	ttl time.Duration
+	// answers maps a key to how it was authorized: true for a manifest
+	// that listed the digest, false for a HEAD.
+	answers *ttlcache.Cache[authKey, bool]
 }
 
 func newAuthCache(ttl time.Duration, now func() time.Time) *authCache {
-	return &authCache{ttl: ttl, answers: ttlcache.New[authKey, struct{}](maxAuthEntries, now)}
+	return &authCache{ttl: ttl, answers: ttlcache.New[authKey, bool](maxAuthEntries, now)}
 }
 
-// allowed reports whether k was answered positively less than ttl ago.
-func (c *authCache) allowed(k authKey) bool {
+// allowed reports whether k was answered positively less than ttl ago,
+// and how: "cached" for a HEAD's yes, "vouched" for a manifest's.
+func (c *authCache) allowed(k authKey) (string, bool) {
 	if c.ttl <= 0 {
-		return false
+		return "", false
 	}
-	_, ok := c.answers.Get(k)
-	return ok
+	byManifest, ok := c.answers.Get(k)
+	if byManifest {
+		return "vouched", ok
+	}
+	return "cached", ok
 }
 
-// remember records a positive answer for k.
+// remember records a HEAD's positive answer for k.
 func (c *authCache) remember(k authKey) {
 	if c.ttl <= 0 {
 		return
 	}
-	c.answers.Set(k, struct{}{}, c.answers.Now().Add(c.ttl))
+	c.answers.Set(k, false, c.answers.Now().Add(c.ttl))
+}
+
+// vouch records that a manifest the registry served to k's credential
+// from k's repository lists k's digest.
+func (c *authCache) vouch(k authKey) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.answers.Set(k, true, c.answers.Now().Add(c.ttl))
 }
 
 // forget drops every answer for a repository (after a DELETE in it went
 // to the registry), so a deleted blob is not served from the store.
 func (c *authCache) forget(host, repo string) {
-	c.answers.DeleteFunc(func(k authKey, _ struct{}) bool { return k.host == host && k.repo == repo })
+	c.answers.DeleteFunc(func(k authKey, _ bool) bool { return k.host == host && k.repo == repo })
 }
 
 func (c *authCache) len() int { return c.answers.Len() }

@@ -17,12 +17,12 @@ func TestAuthCacheExpires(t *testing.T) {
 		return r
 	}
 	k := authKey{cred: credential(req("Basic YWxpY2U6cHc=")), host: "registry.test:443", repo: "a", digest: "sha256:1"}
-	if c.allowed(k) {
+	if isAllowed(c, k) {
 		t.Fatal("allowed before any answer")
 	}
 	c.remember(k)
 	now = now.Add(59 * time.Second)
-	if !c.allowed(k) {
+	if !isAllowed(c, k) {
 		t.Fatal("not remembered within the TTL")
 	}
 	for name, other := range map[string]authKey{
@@ -32,28 +32,39 @@ func TestAuthCacheExpires(t *testing.T) {
 		"other digest":     {cred: k.cred, host: k.host, repo: k.repo, digest: "sha256:2"},
 		"other registry":   {cred: k.cred, host: "other.test:443", repo: k.repo, digest: k.digest},
 	} {
-		if c.allowed(other) {
+		if isAllowed(c, other) {
 			t.Errorf("%s: allowed by another key's answer", name)
 		}
 	}
 	now = now.Add(time.Second) // exactly the TTL
-	if c.allowed(k) {
+	if isAllowed(c, k) {
 		t.Fatal("still allowed after the TTL")
 	}
 	if c.len() != 0 {
 		t.Fatalf("%d expired entries kept", c.len())
 	}
 
+	// A manifest's vouching is remembered the same way, and told apart.
+	c.vouch(k)
+	if how, ok := c.allowed(k); !ok || how != "vouched" {
+		t.Fatalf("after vouch: %q %v, want vouched", how, ok)
+	}
+	c.remember(k)
+	if how, ok := c.allowed(k); !ok || how != "cached" {
+		t.Fatalf("after a HEAD's yes: %q %v, want cached", how, ok)
+	}
+	now = now.Add(60 * time.Second)
+
 	c.remember(k)
 	c.remember(authKey{cred: k.cred, host: k.host, repo: "b", digest: k.digest})
 	c.forget(k.host, "a")
-	if c.allowed(k) || c.len() != 1 {
-		t.Fatalf("forget(a): allowed %v, %d entries; want only b's answer left", c.allowed(k), c.len())
+	if isAllowed(c, k) || c.len() != 1 {
+		t.Fatalf("forget(a): allowed %v, %d entries; want only b's answer left", isAllowed(c, k), c.len())
 	}
 
 	off := newAuthCache(-1, func() time.Time { return now })
 	off.remember(k)
-	if off.allowed(k) {
+	if isAllowed(off, k) {
 		t.Fatal("a negative TTL remembers nothing")
 	}
 }
@@ -66,4 +77,9 @@ func TestCredentialCoversQueryAndCookie(t *testing.T) {
 	if credential(a) == credential(b) || credential(a) == credential(c) {
 		t.Fatal("credentials differing in query or cookie hash the same")
 	}
+}
+
+func isAllowed(c *authCache, k authKey) bool {
+	_, ok := c.allowed(k)
+	return ok
 }

@@ -19,6 +19,10 @@ func (p *Proxy) serveIntercepted(w http.ResponseWriter, r *http.Request, t targe
 		p.serveBlob(w, r, t, route)
 		return
 	}
+	if err == nil && route.Kind == regapi.KindManifest && r.Method == http.MethodGet && p.vouching {
+		p.forwardManifest(w, r, t, route)
+		return
+	}
 	p.forward(w, r)
 	if r.Method == http.MethodDelete && route.Name != "" {
 		// After the registry acted: a blob deleted from a repository must
@@ -55,7 +59,8 @@ func (f flushWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // serveBlob answers GET or HEAD of a blob. The registry authorizes first
 // (a HEAD with the client's credentials, or a positive answer remembered
-// for this credential, repository and digest); anything but a yes is
+// for this credential, repository and digest: a HEAD's, or a manifest's
+// that listed the digest); anything but a yes is
 // forwarded so the client gets the registry's own answer. Then: a hit is
 // served from the store; a miss joins or starts the one fill of the
 // digest, made with the credentials of the client that starts it.
@@ -64,8 +69,8 @@ func (p *Proxy) serveBlob(w http.ResponseWriter, r *http.Request, t target, rout
 	d := route.Digest
 	f.repo, f.digest = route.Name, d.String()
 	key := authKey{cred: credential(r), host: t.String(), repo: route.Name, digest: d.String()}
-	if p.auth.allowed(key) {
-		f.auth = "cached"
+	if how, ok := p.auth.allowed(key); ok {
+		f.auth = how
 	} else {
 		ok, err := p.probe(r, t, route)
 		switch {

@@ -50,6 +50,14 @@
 // fine), 403 or 404. A DELETE forwarded for a repository drops what is
 // remembered for it.
 //
+// Manifests vouch for what they list (vouch.go): a 200 for a client's
+// GET /v2/<repo>/manifests/<ref> remembers the digests the manifest
+// lists (config and layers, an index's child manifests) under the same
+// key and TTL, before the client has the manifest's last byte, so the
+// blob GETs of a pull need no HEAD. That trusts the registry to refuse
+// manifests whose blobs are not in the repository, as distribution does;
+// Options.NoManifestVouching turns it off.
+//
 // Then a hit is served from the store (regapi.ServeBlob: digest headers,
 // Range → 206/416, If-None-Match → 304, HEAD). A miss calls
 // casstore.Fill: one fill per digest across all clients, streamed to every
@@ -121,10 +129,11 @@
 // One log line per request (host, method, path, status, bytes, duration,
 // repo, digest, result hit|miss|joined|not_modified|forward|denied|error
 // for requests and mitm|tunnel|denied for CONNECTs, auth
-// cached|allowed|denied, reason). Metrics: dtrcache_forward_requests_total
+// vouched|cached|allowed|denied, reason). Metrics: dtrcache_forward_requests_total
 // {result}, dtrcache_forward_connects_total{action},
 // dtrcache_forward_auth_checks_total{result},
 // dtrcache_forward_bytes_total{source},
+// dtrcache_forward_manifest_vouches_total,
 // dtrcache_forward_fill_fetches_total{upstream,result} (with a blob
 // mirror), and
 // dtrcache_forward_leaf_certs_issued_total.

@@ -10,6 +10,7 @@ type Metrics struct {
 	auth     *prometheus.CounterVec
 	bytes    *prometheus.CounterVec
 	fetches  *prometheus.CounterVec
+	vouches  prometheus.Counter
 	leaves   prometheus.Counter
 }
 
@@ -26,7 +27,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"action"}),
 		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtrcache_forward_auth_checks_total",
-			Help: "Authorization checks before a blob is served from the store, by result: cached (a positive answer remembered), allowed, denied (by the registry; the request is forwarded), error.",
+			Help: "Authorization checks before a blob is served from the store, by result: cached (a HEAD's positive answer remembered), vouched (listed by a manifest the registry served to the same credential from the same repository), allowed, denied (by the registry; the request is forwarded), error.",
 		}, []string{"result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dtrcache_forward_bytes_total",
@@ -36,12 +37,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dtrcache_forward_fill_fetches_total",
 			Help: "Fetches of blob fills with a blob mirror configured, by upstream (mirror, or registry when the mirror failed) and result (ok, error).",
 		}, []string{"upstream", "result"}),
+		vouches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dtrcache_forward_manifest_vouches_total",
+			Help: "Digests remembered as authorized because a manifest the registry served to a client listed them (config, layers, child manifests).",
+		}),
 		leaves: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dtrcache_forward_leaf_certs_issued_total",
 			Help: "Leaf certificates signed by the office CA (the first handshake for a host, or a renewal).",
 		}),
 	}
-	reg.MustRegister(m.requests, m.connects, m.auth, m.bytes, m.fetches, m.leaves)
+	reg.MustRegister(m.requests, m.connects, m.auth, m.bytes, m.fetches, m.vouches, m.leaves)
 	return m
 }
 
@@ -78,5 +83,11 @@ func (m *Metrics) upstreamFetch(upstream, result string) {
 func (m *Metrics) leafIssued() {
 	if m != nil {
 		m.leaves.Inc()
+	}
+}
+
+func (m *Metrics) vouched(n int) {
+	if m != nil && n > 0 {
+		m.vouches.Add(float64(n))
 	}
 }

@@ -57,6 +57,14 @@ type Options struct {
 	// AuthTTL is how long a positive authorization answer is remembered:
 	// 0 means MaxAuthTTL, negative means never; at most MaxAuthTTL.
 	AuthTTL time.Duration
+	// NoManifestVouching turns off manifest vouching: by default a 200 for
+	// GET /v2/<repo>/manifests/<ref> authorizes, for the same AuthTTL,
+	// that client's credential to read the blobs and child manifests the
+	// manifest lists through <repo>, so the blob requests of a pull need
+	// no HEAD each. That trusts the registry to refuse manifests whose
+	// blobs are not in the repository (as distribution does); turn it off
+	// for a registry that does not.
+	NoManifestVouching bool
 	// IdleTimeout closes client connections and tunnels idle that long,
 	// and client connections that stop reading. 0 means
 	// DefaultIdleTimeout.
@@ -90,6 +98,7 @@ type Proxy struct {
 	store         *casstore.Store
 	fill          casstore.FillOptions
 	auth          *authCache
+	vouching      bool // manifests vouch for what they list
 	log           *zap.Logger
 	stdLog        *log.Logger
 	metrics       *Metrics
@@ -131,7 +140,7 @@ func New(o Options) (*Proxy, error) {
 	}
 	p := &Proxy{
 		rules: o.Rules, leaves: o.Leaves, store: o.Store, fill: o.Fill,
-		auth: newAuthCache(o.AuthTTL, o.Now), log: o.Logger, metrics: o.Metrics,
+		auth: newAuthCache(o.AuthTTL, o.Now), vouching: !o.NoManifestVouching, log: o.Logger, metrics: o.Metrics,
 		stdLog: zap.NewStdLog(o.Logger.Named("http")),
 		idle:   o.IdleTimeout, grace: o.Grace, headerTimeout: 30 * time.Second, probeTimeout: defaultProbeTimeout,
 		queue: newConnQueue(&net.TCPAddr{IP: net.IPv4zero}),

@@ -21,8 +21,10 @@ import (
 // HTTPS_PROXY pulls from https://registry.test. The cold pull fetches each
 // blob once from the registry, the warm one none, and both verify every
 // digest. Within the TTL the warm pull needs no authorization HEAD either.
+// Manifest vouching is off here: this is the per-blob HEAD path
+// (TestManifestVouching has both).
 func TestPullColdAndWarm(t *testing.T) {
-	e := newEnv(t, envConfig{})
+	e := newEnv(t, envConfig{options: func(o *Options) { o.NoManifestVouching = true }})
 	img := e.push("website/ui:3-stable", 1, 3, 300<<10)
 	want, _ := img.Digest()
 	ctx := context.Background()

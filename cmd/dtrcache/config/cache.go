@@ -208,6 +208,10 @@ type ForwardProxy struct {
 	// AuthTTL is how long a registry's yes is remembered (at most
 	// forward.MaxAuthTTL; 0 means the forward proxy's default).
 	AuthTTL units.Duration `yaml:"auth_cache_ttl"`
+	// ManifestVouching lets a manifest the registry served to a client
+	// authorize the blobs it lists for that client (forward.Options.
+	// NoManifestVouching); nil means on.
+	ManifestVouching *bool `yaml:"manifest_vouching"`
 	// MaxLeafCerts bounds the cache of leaf certificates (0 means
 	// ca.DefaultMaxLeaves).
 	MaxLeafCerts int `yaml:"max_leaf_certs"`
