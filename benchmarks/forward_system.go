@@ -64,6 +64,13 @@ forward_proxy:
 	return s, nil
 }
 
+func (s *forwardSys) cold(ctx context.Context) error {
+	if err := s.procSys.cold(ctx); err != nil {
+		return err
+	}
+	return waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", s.proxyPort))
+}
+
 func (s *forwardSys) host() string { return s.l.Addr() }
 
 func (s *forwardSys) remote() testenv.RemoteOptions {
@@ -84,4 +91,25 @@ func (s *forwardSys) blobURL(_ context.Context, repo, d string) (string, error) 
 func pullsOnly(s system) bool {
 	_, ok := s.(*forwardSys)
 	return ok
+}
+
+// authForgetter is a system that remembers authorizations in memory; the
+// warm pull is measured after it forgot them, as a pull the next day is.
+type authForgetter interface {
+	forgetAuth(ctx context.Context) error
+}
+
+// forgetAuth restarts the proxy on the same store: the blobs stay, the
+// remembered authorizations go.
+func (s *forwardSys) forgetAuth(ctx context.Context) error {
+	s.stop()
+	p, err := s.e.startProc(s.label, s.args()...)
+	if err != nil {
+		return err
+	}
+	s.p = p
+	if err := waitHTTP(ctx, "http://"+s.procSys.host()+s.health); err != nil {
+		return err
+	}
+	return waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", s.proxyPort))
 }

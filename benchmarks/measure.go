@@ -108,6 +108,37 @@ func procRSS(pid int) int64 {
 	return 0
 }
 
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times: 100
+// on every Linux architecture the harness runs on (the kernel's ABI keeps
+// it fixed whatever CONFIG_HZ is).
+const clockTicks = 100
+
+// cpuSeconds returns the user + system CPU seconds pids have used so far
+// (fields 14 and 15 of /proc/<pid>/stat, all threads; a process that
+// exited is left out, so take both readings while the system runs).
+func cpuSeconds(pids []int) float64 {
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The command name (field 2) may hold spaces: count from its ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64) // utime, field 14
+		k, _ := strconv.ParseInt(f[12], 10, 64) // stime, field 15
+		ticks += u + k
+	}
+	return float64(ticks) / clockTicks
+}
+
 // loadResult is the outcome of a fixed-duration load test.
 type loadResult struct {
 	Requests     float64 // per second

@@ -48,7 +48,7 @@ func (rep *report) group(scenario, image, profile string) []*result {
 			out = append(out, r)
 		}
 	}
-	order := map[string]int{"direct": 0, "dtrcache-mirror": 1, "dtrcache-redirect": 2, "distribution-proxy": 3, "nginx": 4}
+	order := map[string]int{"direct": 0, "dtrcache-mirror": 1, "dtrcache-forward": 2, "dtrcache-forward-head": 3, "dtrcache-redirect": 4, "distribution-proxy": 5, "nginx": 6}
 	sort.SliceStable(out, func(i, j int) bool { return order[out[i].System] < order[out[j].System] })
 	return out
 }
@@ -114,7 +114,7 @@ func (rep *report) write(dir string) error {
 		mode = "quick smoke run (numbers not meaningful)"
 	}
 	fmt.Fprintf(&b, "%s, %s, generated %s, took %s.\n\n", mode, rep.Machine, rep.Generated.Format(time.RFC3339), rep.Took)
-	fmt.Fprintf(&b, "WAN: %s. Medians of the repetitions. Systems: `direct` (the client pulls across the WAN), `dtrcache-mirror`, `dtrcache-redirect` (origin + cache, the DTR flow), `distribution-proxy` (Debian docker-registry with proxy.remoteurl), `nginx` (proxy_cache + proxy_cache_lock). Same backend registry (distribution), same WAN emulator, same client (go-containerregistry, 3 layers at a time), a fresh cache for every cold run.\n\n", rep.WAN)
+	fmt.Fprintf(&b, "WAN: %s. Medians of the repetitions. Systems: `direct` (the client pulls across the WAN), `dtrcache-mirror`, `dtrcache-forward` (the HTTPS_PROXY face; its warm pull after a restart, so no authorization is remembered; `dtrcache-forward-head` is the same with manifest vouching off, run when named), `dtrcache-redirect` (origin + cache, the DTR flow), `distribution-proxy` (Debian docker-registry with proxy.remoteurl), `nginx` (proxy_cache + proxy_cache_lock). Same backend registry (distribution), same WAN emulator, same client (go-containerregistry, 3 layers at a time), a fresh cache for every cold run. CPU: user + system seconds of the system's processes (/proc/<pid>/stat) during the pull, per GiB of blobs.\n\n", rep.WAN)
 	imgs := make([]string, 0, len(rep.Images))
 	for k, v := range rep.Images {
 		imgs = append(imgs, fmt.Sprintf("%s = %s", k, mb(float64(v))))
@@ -162,7 +162,16 @@ func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
 	case "cold", "warm", "concurrent", "cut":
 		peer, who := bestPeer(rs, "seconds", false)
 		fmt.Fprintf(b, "| system | time | over the WAN | × direct | × best peer (%s) |", who)
-		extra := k.scenario == "concurrent" || k.scenario == "cut"
+		extra := k.scenario == "concurrent" || k.scenario == "cut" || k.scenario == "cold" || k.scenario == "warm"
+		nginxCPU := math.NaN()
+		if n := rep.find(k.scenario, k.image, k.profile, "nginx"); n != nil {
+			if v, ok := n.Median["cpu_s_per_gib"]; ok {
+				nginxCPU = v
+			}
+		}
+		if k.scenario == "cold" || k.scenario == "warm" {
+			fmt.Fprintf(b, " CPU s per GiB | × nginx's CPU |")
+		}
 		if k.scenario == "concurrent" {
 			fmt.Fprintf(b, " WAN ÷ image | peak RSS |")
 		}
@@ -179,6 +188,12 @@ func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
 			fmt.Fprintf(b, "| %s%s | %.2f s | %s | %s | %s |", r.System, errs(r), sec, mb(r.Median["wan_bytes"]), ratio(sec, d), ratio(sec, peer))
 			img := float64(rep.Images[strings.Fields(k.image)[0]])
 			switch k.scenario {
+			case "cold", "warm":
+				if v, ok := r.Median["cpu_s_per_gib"]; ok {
+					fmt.Fprintf(b, " %.2f | %s |", v, ratio(v, nginxCPU))
+				} else {
+					fmt.Fprintf(b, " – | – |")
+				}
 			case "concurrent":
 				rss := "–"
 				if v, ok := r.Median["peak_rss_mib"]; ok {

@@ -74,18 +74,33 @@ func (r *runner) coldWarm(ctx context.Context, profile string, im *image) error 
 					// finish writing what the cold pull brought (dtrcache
 					// fsyncs each blob; nginx and distribution do not).
 					syscall.Sync()
+					if f, ok := s.(authForgetter); ok {
+						// ... and later than any authorization remembered.
+						if err := f.forgetAuth(ctx); err != nil {
+							return fmt.Errorf("%s: %w", s.name(), err)
+						}
+					}
 				}
 				resetLink(s)
+				cpu0 := cpuSeconds(s.pids())
 				start := time.Now()
 				err := pullOnce(ctx, s, im.repoTag, im.info.Digest.String())
 				took := time.Since(start)
+				cpu := cpuSeconds(s.pids()) - cpu0
 				if err != nil {
 					res.Errors = append(res.Errors, err.Error())
 					r.step("%-5s %-9s %-8s %-18s run %d/%d: FAILED: %v", res.Scenario, im.label, profile, s.name(), i+1, r.o.repeats, err)
 					continue
 				}
-				res.Runs = append(res.Runs, map[string]float64{"seconds": took.Seconds(), "wan_bytes": wanBytes(s)})
-				r.step("%-5s %-9s %-8s %-18s run %d/%d: %6.2fs, %s over the WAN", res.Scenario, im.label, profile, s.name(), i+1, r.o.repeats, took.Seconds(), mb(wanBytes(s)))
+				run := map[string]float64{"seconds": took.Seconds(), "wan_bytes": wanBytes(s)}
+				if s.pids() != nil {
+					// CPU of the system's processes per GiB of blobs filled
+					// (cold) or served (warm).
+					run["cpu_s"] = cpu
+					run["cpu_s_per_gib"] = cpu / (float64(im.info.BlobBytes) / (1 << 30))
+				}
+				res.Runs = append(res.Runs, run)
+				r.step("%-5s %-9s %-8s %-18s run %d/%d: %6.2fs, %s over the WAN, %.2f CPU s", res.Scenario, im.label, profile, s.name(), i+1, r.o.repeats, took.Seconds(), mb(wanBytes(s)), cpu)
 			}
 		}
 		r.add(cold)

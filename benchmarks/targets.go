@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
+
+	"github.com/dtrcache/dtrcache/testenv"
 )
 
 var dtrcacheSystems = []string{"dtrcache-mirror", "dtrcache-redirect"}
@@ -32,6 +35,14 @@ func (rep *report) checkTargets() []target {
 			d, _ := median(k.scenario, k.image, k.profile, "direct", "seconds")
 			peer, who := bestPeer(rs, "seconds", false)
 			where := fmt.Sprintf("%s, %s, %s", sys, k.image, k.profile)
+			if k.scenario == "cold" || k.scenario == "warm" {
+				c, cok := median(k.scenario, k.image, k.profile, sys, "cpu_s_per_gib")
+				n, nok := median(k.scenario, k.image, k.profile, "nginx", "cpu_s_per_gib")
+				if cok && nok {
+					limit := map[string]float64{"cold": 1.2, "warm": 1.0}[k.scenario]
+					add(fmt.Sprintf("%s: CPU per GiB ≤ %.1f × nginx's (%s)", k.scenario, limit, where), fmt.Sprintf("%.2f vs %.2f s/GiB = %s", c, n, ratio(c, n)), c <= limit*n)
+				}
+			}
 			switch k.scenario {
 			case "cold":
 				limit := 1.0
@@ -43,6 +54,24 @@ func (rep *report) checkTargets() []target {
 					add(fmt.Sprintf("cold pull no slower than the best peer (%s)", where), fmt.Sprintf("%s: %s", who, ratio(v, peer)), v <= peer)
 				}
 			case "warm":
+				if sys == "dtrcache-mirror" {
+					if f, ok := median(k.scenario, k.image, k.profile, "dtrcache-forward", "seconds"); ok {
+						add(fmt.Sprintf("warm pull through the forward proxy ≤ 1.2 × the mirror's (%s, %s)", k.image, k.profile), fmt.Sprintf("%.2f s vs %.2f s = %s", f, v, ratio(f, v)), f <= 1.2*v)
+						if h, ok := median(k.scenario, k.image, k.profile, "dtrcache-forward-head", "seconds"); ok {
+							add(fmt.Sprintf("warm pull through the forward proxy ≤ 0.3 × with a HEAD per blob (%s, %s)", k.image, k.profile), fmt.Sprintf("%.2f s vs %.2f s = %s", f, h, ratio(f, h)), f <= 0.3*h)
+						}
+					}
+				}
+				if sys == "dtrcache-redirect" {
+					// The flow's floor: one origin round trip per blob, PullConcurrency
+					// at a time, plus moving the bytes locally (the mirror's warm pull
+					// of the same image in this run).
+					m, mok := median(k.scenario, k.image, k.profile, "dtrcache-mirror", "seconds")
+					if n := blobCount(k.image); mok && n > 0 {
+						limit := math.Ceil(float64(n)/float64(testenv.PullConcurrency))*rep.RTT/1000 + m
+						add(fmt.Sprintf("warm pull ≤ 1.1 × ceil(blobs/%d) × RTT + local transfer (%s)", testenv.PullConcurrency, where), fmt.Sprintf("%.2f s vs %.2f s = %s", v, limit, ratio(v, limit)), v <= 1.1*limit)
+					}
+				}
 				if who != "" {
 					add(fmt.Sprintf("warm pull ≤ 0.9 × best peer (%s)", where), fmt.Sprintf("%.2f s vs %s %.2f s = %s", v, who, peer, ratio(v, peer)), v <= 0.9*peer)
 				}
@@ -97,4 +126,14 @@ func (rep *report) checkTargets() []target {
 // shortName trims a system name for chart labels.
 func shortName(s string) string {
 	return strings.NewReplacer("dtrcache-", "dtr-", "distribution-", "distr-").Replace(s)
+}
+
+// blobCount is the number of blobs (layers and config) of an image
+// labelled <layers>x<size>, 0 for another label.
+func blobCount(label string) int {
+	n, err := strconv.Atoi(strings.SplitN(label, "x", 2)[0])
+	if err != nil {
+		return 0
+	}
+	return n + 1
 }
