@@ -35,6 +35,8 @@ func (f *fill) commit() error {
 	}
 	now := f.s.opt.Now()
 	var existed bool
+	unlock := f.s.lockCounts()
+	defer unlock()
 	err := update(f.s.db, func(txn *badger.Txn) error {
 		var err error
 		existed, err = putRecord(txn, f.d, record{Size: size, Created: now, Access: now})
@@ -49,6 +51,7 @@ func (f *fill) commit() error {
 		f.s.blobs.Add(1)
 		f.s.bytes.Add(size)
 	}
+	unlock()
 	f.mu.Lock()
 	f.phase = phaseCommitted
 	f.notifyLocked()

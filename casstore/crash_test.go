@@ -3,6 +3,7 @@ package casstore
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -45,7 +46,11 @@ func TestCrashRecovery(t *testing.T) {
 				dir := t.TempDir()
 				killChild(t, tt.mode, dir, tt.marker, time.Duration(rand.Int64N(int64(tt.jitter))))
 				plant := plantDamage(t, dir)
-				s := openTestStore(t, dir, Options{})
+				hold := make(chan struct{})
+				s := openTestStore(t, dir, Options{holdRecovery: hold})
+				checkWhileRecovering(t, s, plant)
+				close(hold)
+				<-s.recovered
 				checkInvariants(t, s, plant)
 				s.Close()
 			}
@@ -162,10 +167,12 @@ func TestCrashChild(t *testing.T) {
 
 // planted is damage added after the crash that recovery must repair.
 type planted struct {
-	corrupt  Digest // file whose content does not match its name
-	orphan   Digest // valid file without an index entry
-	stray    string // partial file in tmp/
-	misnamed string // file in blobs/ with a name that is no digest
+	corrupt   Digest // file whose content does not match its name
+	orphan    Digest // valid file without an index entry
+	stray     string // partial file in tmp/
+	misnamed  string // file in blobs/ with a name that is no digest
+	truncated Digest // indexed blob whose file was cut short
+	missing   Digest // indexed blob whose file is gone
 }
 
 func plantDamage(t *testing.T, dir string) planted {
@@ -189,7 +196,78 @@ func plantDamage(t *testing.T, dir string) planted {
 	write(p.stray, good[:100])
 	p.misnamed = filepath.Join(dir, "blobs", "sha256", "zz", "junk")
 	write(p.misnamed, good[:10])
+	// Two blobs the index has: one cut short, one removed.
+	var indexed []Digest
+	for _, rel := range filesUnder(t, filepath.Join(dir, "blobs")) {
+		if d, ok := digestFromPath(rel); ok && d != p.orphan && d != p.corrupt {
+			indexed = append(indexed, d)
+		}
+	}
+	if len(indexed) < 2 {
+		t.Fatalf("only %d blobs to damage", len(indexed))
+	}
+	p.truncated, p.missing = indexed[0], indexed[1]
+	path := func(d Digest) string { return filepath.Join(dir, "blobs", "sha256", d.Hex()[:2], d.Hex()) }
+	if err := os.Truncate(path(p.truncated), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path(p.missing)); err != nil {
+		t.Fatal(err)
+	}
 	return p
+}
+
+// checkWhileRecovering reads from a store whose reconciliation has not
+// started: partial fills are already out of the way, every blob served
+// verifies, and the damage is a miss (the index entries of damaged blobs
+// dropped).
+func checkWhileRecovering(t *testing.T, s *Store, p planted) {
+	t.Helper()
+	if !s.Recovering() {
+		t.Fatal("not recovering after a crash")
+	}
+	if files := filesUnder(t, s.tmpDir()); len(files) != 0 {
+		t.Errorf("partial files in tmp/ while serving: %v", files)
+	}
+	for name, d := range map[string]Digest{"corrupt": p.corrupt, "orphan": p.orphan, "truncated": p.truncated, "missing": p.missing} {
+		if _, err := s.Stat(d); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s blob: Stat %v, want ErrNotFound", name, err)
+		}
+		if b, err := s.Open(d); !errors.Is(err, ErrNotFound) {
+			if err == nil {
+				b.Close()
+			}
+			t.Errorf("%s blob: Open %v, want ErrNotFound", name, err)
+		}
+	}
+	for name, d := range map[string]Digest{"truncated": p.truncated, "missing": p.missing} {
+		if _, err := indexedRecord(s, d); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s blob still indexed: %v", name, err)
+		}
+	}
+	served := 0
+	for _, rel := range filesUnder(t, filepath.Join(s.root, "blobs")) {
+		d, ok := digestFromPath(rel)
+		if !ok {
+			continue
+		}
+		b, err := s.Open(d)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(b)
+		b.Close()
+		if err != nil || FromBytes(data) != d {
+			t.Errorf("served %s while recovering, content %s (%v)", d, FromBytes(data), err)
+		}
+		served++
+	}
+	if served < 2 {
+		t.Errorf("only %d blobs served while recovering", served)
+	}
 }
 
 func checkInvariants(t *testing.T, s *Store, p planted) {
@@ -265,4 +343,53 @@ func indexedRecord(s *Store, d Digest) (rec record, err error) {
 		return err
 	})
 	return rec, err
+}
+
+// TestRecoveryTotalsAndClose: blobs filled while the store recovers are
+// counted once the totals are rebuilt, and a store closed before its
+// reconciliation ended writes no clean marker, so the next Open
+// reconciles again.
+func TestRecoveryTotalsAndClose(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, Options{})
+	var bytes int64
+	for i := 0; i < 10; i++ {
+		data, _ := randomBlob(t, 1000+i)
+		put(t, s, data)
+		bytes += int64(len(data))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	crash := func() {
+		if err := os.Remove(filepath.Join(dir, cleanMarker)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash() // as if killed: no clean marker
+
+	s = openTestStore(t, dir, Options{holdRecovery: make(chan struct{})}) // never released
+	if !s.Recovering() {
+		t.Fatal("not recovering")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, cleanMarker)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("clean marker written by a store closed while recovering: %v", err)
+	}
+
+	hold := make(chan struct{})
+	s = openTestStore(t, dir, Options{holdRecovery: hold})
+	defer s.Close()
+	if !s.Recovering() {
+		t.Fatal("the next Open does not recover again")
+	}
+	data, _ := randomBlob(t, 5000)
+	put(t, s, data)
+	close(hold)
+	<-s.recovered
+	if st := s.Stats(); st.Blobs != 11 || st.Bytes != bytes+5000 || s.Recovering() {
+		t.Fatalf("after recovery: %d blobs, %d bytes, recovering %v; want 11, %d, false", st.Blobs, st.Bytes, s.Recovering(), bytes+5000)
+	}
 }

@@ -246,6 +246,8 @@ func (s *Store) oldest(need int64, cutoff time.Time) ([]Digest, error) {
 // and counts them in counter (eviction or expiry; nil for a plain delete).
 func (s *Store) removeBlobs(ds []Digest, counter *atomic.Int64) (n, bytes int64, err error) {
 	var removed []Digest
+	unlock := s.lockCounts()
+	defer unlock()
 	err = update(s.db, func(txn *badger.Txn) error {
 		removed, n, bytes = removed[:0], 0, 0
 		for _, d := range ds {
@@ -271,6 +273,7 @@ func (s *Store) removeBlobs(ds []Digest, counter *atomic.Int64) (n, bytes int64,
 	}
 	s.blobs.Add(-n)
 	s.bytes.Add(-bytes)
+	unlock()
 	var errs []error
 	for _, d := range removed {
 		if err := os.Remove(s.blobPath(d)); err != nil && !errors.Is(err, os.ErrNotExist) {

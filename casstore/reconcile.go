@@ -32,8 +32,10 @@ func (s *Store) removeTemps() error {
 
 // reconcile makes the index and the files agree after an unclean shutdown:
 // index entries without a (right-sized) file are dropped, files without an
-// entry are re-verified and indexed or removed, orphaned LRU keys are
-// dropped, and the totals are rebuilt.
+// entry are re-verified and indexed or removed, and orphaned LRU keys are
+// dropped. It runs while the store serves (recovery.go): what it reads is
+// a snapshot, commits and removals may happen meanwhile, and it stops
+// when the store closes.
 func (s *Store) reconcile() error {
 	start := time.Now()
 	indexed := make(map[Digest]int64)
@@ -42,7 +44,11 @@ func (s *Store) reconcile() error {
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
+		n := 0
 		for it.Rewind(); it.Valid(); it.Next() {
+			if n++; n%4096 == 0 && s.ctx.Err() != nil {
+				return s.ctx.Err()
+			}
 			item := it.Item()
 			k := item.KeyCopy(nil)
 			switch {
@@ -106,15 +112,8 @@ func (s *Store) reconcile() error {
 	if err != nil {
 		return err
 	}
-	var blobs, bytes int64
-	for _, size := range indexed {
-		blobs++
-		bytes += size
-	}
-	s.blobs.Store(blobs)
-	s.bytes.Store(bytes)
-	s.log.Info("reconciled store after unclean shutdown",
-		zap.Int64("blobs", blobs), zap.Int64("bytes", bytes), zap.Int("dropped_entries", len(drop)),
+	s.log.Info("reconciled index and files",
+		zap.Int("indexed", len(indexed)), zap.Int("dropped_entries", len(drop)),
 		zap.Int("orphan_keys", len(orphans)), zap.Int("adopted_files", adopted), zap.Int("removed_files", removed),
 		zap.Duration("took", time.Since(start)))
 	return nil
@@ -129,6 +128,9 @@ func (s *Store) adoptFiles(indexed map[Digest]int64) (adopted, removed int, err 
 		if err != nil {
 			return err
 		}
+		if err := s.ctx.Err(); err != nil {
+			return err
+		}
 		if de.IsDir() {
 			return nil
 		}
@@ -137,6 +139,9 @@ func (s *Store) adoptFiles(indexed map[Digest]int64) (adopted, removed int, err 
 		if ok {
 			if _, known := indexed[d]; known {
 				return nil
+			}
+			if s.committedSince(d, path) {
+				return nil // a fill committed it after the index was read
 			}
 			if size, good := verifyFile(path, d); good {
 				now := s.opt.Now()
@@ -156,7 +161,7 @@ func (s *Store) adoptFiles(indexed map[Digest]int64) (adopted, removed int, err 
 			}
 		}
 		removed++
-		if err := os.Remove(path); err != nil {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("casstore: remove unverified %s: %w", path, err)
 		}
 		return nil
@@ -165,6 +170,22 @@ func (s *Store) adoptFiles(indexed map[Digest]int64) (adopted, removed int, err 
 		return adopted, removed, fmt.Errorf("casstore: reconcile files: %w", err)
 	}
 	return adopted, removed, nil
+}
+
+// committedSince reports whether the index has d with the size of its
+// file at path: a blob a fill committed while the reconciliation ran.
+func (s *Store) committedSince(d Digest, path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	var rec record
+	err = s.db.View(func(txn *badger.Txn) error {
+		var err error
+		rec, err = getRecord(txn, d)
+		return err
+	})
+	return err == nil && rec.Size == fi.Size()
 }
 
 // digestFromPath maps "<alg>/<xx>/<hex>" to its digest.

@@ -62,6 +62,10 @@ type Options struct {
 	// createTemp creates a fill's temporary file; tests replace it to inject
 	// write faults. nil means os.CreateTemp in the store's tmp directory.
 	createTemp func(dir string) (fillFile, error)
+	// holdRecovery, if set, is waited for before the background
+	// reconciliation after a crash starts; tests use it to read from a
+	// store that is still recovering.
+	holdRecovery <-chan struct{}
 }
 
 // fillFile is the part of *os.File a fill uses.
@@ -220,12 +224,22 @@ type Store struct {
 	evictCh chan struct{}
 	flushCh chan struct{}
 	closed  atomic.Bool
+
+	// recovering is set while the background reconciliation after an
+	// unclean shutdown runs (recovery.go); recovered is closed when it
+	// ends, finished or stopped by Close.
+	recovering atomic.Bool
+	recovered  chan struct{}
+	// countMu orders the counter updates of commits and removals with the
+	// recount that ends a recovery; taken only while recovering.
+	countMu sync.Mutex
 }
 
 const cleanMarker = "clean-shutdown"
 
 // Open opens (creating if needed) the store rooted at dir. After an unclean
-// shutdown it reconciles the index with the files before returning.
+// shutdown it returns at once, serving from the index, and reconciles the
+// index with the files in the background (see recovery.go).
 func Open(dir string, opt Options) (*Store, error) {
 	if err := opt.Validate(); err != nil {
 		return nil, err
@@ -255,16 +269,17 @@ func Open(dir string, opt Options) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
-		root:    dir,
-		opt:     opt,
-		log:     opt.Logger,
-		db:      db,
-		ctx:     ctx,
-		cancel:  cancel,
-		fills:   make(map[Digest]*fill),
-		pending: make(map[Digest]time.Time),
-		evictCh: make(chan struct{}, 1),
-		flushCh: make(chan struct{}, 1),
+		root:      dir,
+		opt:       opt,
+		log:       opt.Logger,
+		db:        db,
+		ctx:       ctx,
+		cancel:    cancel,
+		fills:     make(map[Digest]*fill),
+		pending:   make(map[Digest]time.Time),
+		evictCh:   make(chan struct{}, 1),
+		flushCh:   make(chan struct{}, 1),
+		recovered: make(chan struct{}),
 	}
 	if err := s.recover(fresh); err != nil {
 		cancel()
@@ -310,14 +325,15 @@ func (s *Store) recover(fresh bool) error {
 	if err := syncDir(s.root); err != nil {
 		return err
 	}
-	// Stray partial files never survive a restart, clean or not.
-	if err := s.removeTemps(); err != nil {
-		return err
-	}
 	if clean {
+		close(s.recovered)
+		// Stray partial files never survive a restart, clean or not.
+		if err := s.removeTemps(); err != nil {
+			return err
+		}
 		return s.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(keyTotals)) })
 	}
-	return s.reconcile()
+	return s.startRecovery()
 }
 
 // Close stops fills and maintenance, writes pending access times and the
@@ -331,6 +347,14 @@ func (s *Store) Close() error {
 	var errs []error
 	if err := s.flushAccess(); err != nil {
 		errs = append(errs, err)
+	}
+	if s.recovering.Load() {
+		// Closed before the reconciliation finished: no totals and no
+		// clean marker, so the next Open reconciles again.
+		if err := s.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("casstore: close index: %w", err))
+		}
+		return errors.Join(errs...)
 	}
 	if err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set([]byte(keyTotals), marshalTotals(s.blobs.Load(), s.bytes.Load()))
@@ -392,10 +416,14 @@ func (s *Store) Stat(d Digest) (Info, error) {
 	}
 	fi, err := os.Stat(s.blobPath(d))
 	if errors.Is(err, fs.ErrNotExist) {
+		s.checkRecovering(d, -1)
 		return Info{}, ErrNotFound
 	}
 	if err != nil {
 		return Info{}, fmt.Errorf("casstore: stat %s: %w", d, err)
+	}
+	if !s.checkRecovering(d, fi.Size()) {
+		return Info{}, ErrNotFound
 	}
 	return Info{Digest: d, Size: fi.Size(), Created: fi.ModTime()}, nil
 }
@@ -431,9 +459,11 @@ func (s *Store) openComplete(d Digest) (*Blob, error) {
 		return nil, ErrClosed
 	}
 	// Only verified blobs are ever renamed into blobs/, so the file itself
-	// is the proof of completeness; the index is not consulted.
+	// is the proof of completeness; the index is not consulted (except
+	// while recovering from a crash: checkRecovering).
 	f, err := os.Open(s.blobPath(d))
 	if errors.Is(err, fs.ErrNotExist) {
+		s.checkRecovering(d, -1)
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -443,6 +473,10 @@ func (s *Store) openComplete(d Digest) (*Blob, error) {
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("casstore: stat %s: %w", d, err)
+	}
+	if !s.checkRecovering(d, fi.Size()) {
+		f.Close()
+		return nil, ErrNotFound
 	}
 	s.touch(d)
 	return &Blob{d: d, size: fi.Size(), file: f}, nil
