@@ -62,13 +62,15 @@ demo:
 
 # bench runs the quick Go benchmarks; bench-store the ones that seed a
 # million blobs or fill 4 GiB (minutes; the 1M-blob store is kept in the
-# temp dir between runs); bench-report the comparison with peers.
+# temp dir between runs), and the downtime of a SIGKILL at 1M blobs
+# (benchmarks/restart); bench-report the comparison with peers.
 bench:
 	$(GO) test -run '^$$' -bench 'Fill|Evict100k|Warm' -benchmem ./casstore/ ./proxy/...
 
 bench-store:
 	CASSTORE_FILL_DIR=/dev/shm $(GO) test -run '^$$' -bench 'Hit1M|Open1M|Readers16|Fill' -benchtime 1x -timeout 60m ./casstore/
 	$(GO) test -run '^$$' -bench 'Hit1M' -benchtime 200000x -timeout 60m ./casstore/
+	bash benchmarks/restart/run.sh
 
 bench-report: deps
 	$(GO) run ./benchmarks --out benchmarks/results/latest
