@@ -59,7 +59,15 @@ func main() {
 	mirrorSet := flag.String("mirror-set", "", "unique blob bytes of the mirroring set, e.g. 256MiB (default: 1GiB, 24MiB with --quick)")
 	flag.StringVar(&o.policies, "policies", "", "extra policies settings of the benchmarked origin as a YAML map, e.g. '{workers: 8}' (default: the product defaults)")
 	render := flag.Bool("render-mirror", false, "only write mirror.md again from the mirror.json in --out")
+	renderPulls := flag.Bool("render-report", false, "only write report.md and the charts again from the results.json in --out")
 	flag.Parse()
+	if *renderPulls {
+		if err := renderReport(o.out); err != nil {
+			fmt.Fprintln(os.Stderr, "benchmarks:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *render {
 		if err := renderMirror(o); err != nil {
 			fmt.Fprintln(os.Stderr, "benchmarks:", err)

@@ -101,6 +101,20 @@ var scenarioTitle = map[string]string{
 	"resume":     "8. A download of an uncached layer breaks and resumes with a Range",
 }
 
+// renderReport writes report.md and the charts again from dir's
+// results.json (after a change to the tables or the targets).
+func renderReport(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
+	return rep.write(dir)
+}
+
 // write saves report.md, results.json and the charts in dir.
 func (rep *report) write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
