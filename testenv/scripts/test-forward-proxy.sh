@@ -192,7 +192,7 @@ reads=$(grep '"host":"registry3.test:443"' "$WORK/cache.log" | grep -c '"result"
 pass "OCI conformance through HTTPS_PROXY: pull, HEAD, range, push, mount and delete pass ($reads blob reads from the store)"
 
 metrics=$(curl -s "http://$API/metrics")
-for m in 'dtrcache_forward_requests_total{result="hit"}' 'dtrcache_forward_connects_total{action="denied"}' 'dtrcache_forward_auth_checks_total{result="cached"}' 'dtrcache_forward_bytes_total{source="tunnel"}'; do
+for m in 'dtrcache_forward_requests_total{result="hit"}' 'dtrcache_forward_connects_total{action="denied"}' 'dtrcache_forward_auth_checks_total{result="vouched"}' 'dtrcache_forward_manifest_vouches_total' 'dtrcache_forward_bytes_total{source="tunnel"}'; do
 	grep -qF "$m" <<<"$metrics" || fail "/metrics lacks $m"
 done
 pass "forward proxy metrics on the cache's /metrics"
