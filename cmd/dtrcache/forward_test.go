@@ -202,7 +202,7 @@ forward_proxy:
 		}
 	}
 	for _, m := range []string{`dtrcache_forward_requests_total{result="miss"} 2`, `dtrcache_forward_connects_total{action="mitm"}`,
-		`dtrcache_forward_auth_checks_total{result="cached"} 2`, `dtrcache_store_blobs{store="proxy"} 2`, `dtrcache_forward_leaf_certs_issued_total 1`,
+		`dtrcache_forward_auth_checks_total{result="vouched"} 4`, `dtrcache_store_blobs{store="proxy"} 2`, `dtrcache_forward_leaf_certs_issued_total 1`,
 		`dtrcache_store_blobs{store="redirect"} 0`, `dtrcache_store_blobs{store="mirror"} 0`} {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("/metrics lacks %s", m)
