@@ -233,6 +233,8 @@ type Store struct {
 	// countMu orders the counter updates of commits and removals with the
 	// recount that ends a recovery; taken only while recovering.
 	countMu sync.Mutex
+
+	check checker // the running Check, if any
 }
 
 const cleanMarker = "clean-shutdown"

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
 	"github.com/dtrcache/dtrcache/policy"
+	"github.com/dtrcache/dtrcache/proxy/health"
 	"github.com/dtrcache/dtrcache/proxy/jobs"
 	"github.com/dtrcache/dtrcache/proxy/origin"
 	"github.com/dtrcache/dtrcache/proxy/policies"
@@ -164,7 +165,8 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 	prober := &origin.Prober{
 		Client:   &http.Client{Transport: upstream.NewTransport(probeTLS)},
 		Interval: cfg.Caches.HealthInterval.D(), Timeout: cfg.Caches.HealthTimeout.D(),
-		List: db.Caches, Logger: log.Named("health"),
+		Rise: cfg.Caches.HealthRise, Fall: cfg.Caches.HealthFall,
+		List: db.Caches, Logger: log.Named("health"), Store: store, Metrics: health.NewMetrics(reg),
 	}
 	transport := upstream.NewTransport(backendTLS)
 	transport.ResponseHeaderTimeout = 5 * time.Minute // pushes of large blobs finish before the backend answers

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/policy"
+	"github.com/dtrcache/dtrcache/proxy/health"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/serve"
 	"go.uber.org/zap"
@@ -23,6 +24,28 @@ type cacheView struct {
 	// RTTMillis is how long the cache took to answer the origin's last
 	// probe, in milliseconds (a distance hint; absent without an answer).
 	RTTMillis float64 `json:"rttMs,omitempty"`
+	// Mode is how the origin learns the cache's health: probe (it probes
+	// each node's /readyz), heartbeat (the nodes post heartbeats), or
+	// mixed (some nodes each way).
+	Mode string `json:"mode"`
+	// NodeHealth is the verdict on each node.
+	NodeHealth []nodeView `json:"nodeHealth"`
+}
+
+// nodeView is one node's health as the API shows it.
+type nodeView struct {
+	URL       string    `json:"url"`
+	Healthy   bool      `json:"healthy"`
+	Mode      string    `json:"mode"`
+	Reason    string    `json:"reason,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
+	LastCheck time.Time `json:"lastCheck,omitzero"`
+	RTTMillis float64   `json:"rttMs,omitempty"`
+	// Version, StoreBytes and StoreBlobs come from the node's last
+	// heartbeat (heartbeat mode).
+	Version    string `json:"version,omitempty"`
+	StoreBytes int64  `json:"storeBytes,omitempty"`
+	StoreBlobs int64  `json:"storeBlobs,omitempty"`
 }
 
 // apiHandler serves the DTR-style JSON API:
@@ -85,9 +108,29 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func (s *Server) view(c Cache) cacheView {
-	h, _ := s.c.Prober.Health(c.Name)
-	return cacheView{Cache: c, Healthy: h.Healthy, LastCheck: h.Checked, Reason: h.Reason, RTTMillis: float64(h.RTT.Microseconds()) / 1000}
+	h, _ := s.c.Prober.cacheHealth(c)
+	v := cacheView{Cache: c, Healthy: h.Healthy, LastCheck: h.Checked, Reason: h.Reason, RTTMillis: millis(h.RTT), NodeHealth: []nodeView{}}
+	modes := map[string]bool{}
+	for _, n := range h.Nodes {
+		nv := nodeView{URL: n.URL, Healthy: n.Up, Mode: string(n.Mode), Reason: n.Reason, Since: n.Since, LastCheck: n.Checked, RTTMillis: millis(n.RTT)}
+		if b := n.Beat; b != nil && n.Mode == health.ModeHeartbeat {
+			nv.Version, nv.StoreBytes, nv.StoreBlobs = b.Version, b.StoreBytes, b.StoreBlobs
+		}
+		modes[nv.Mode] = true
+		v.NodeHealth = append(v.NodeHealth, nv)
+	}
+	switch {
+	case len(modes) > 1:
+		v.Mode = "mixed"
+	case modes[string(health.ModeHeartbeat)]:
+		v.Mode = string(health.ModeHeartbeat)
+	default:
+		v.Mode = string(health.ModeProbe)
+	}
+	return v
 }
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (s *Server) listCaches(w http.ResponseWriter, r *http.Request, _ string) {
 	caches, err := s.c.DB.Caches()

@@ -177,8 +177,8 @@ func normalizeURL(raw string) (string, error) {
 	return strings.TrimRight(raw, "/"), nil
 }
 
-// nodeUp returns which of c's nodes may take users now (nil: all of them,
-// the cache being healthy as a whole).
+// nodeUp returns which of c's nodes may take users now (the shared
+// verdicts of the prober).
 func (s *Server) nodeUp(c Cache) func(Node) bool {
-	return nil
+	return s.c.Prober.NodeUp(c)
 }

@@ -2,158 +2,446 @@ package origin
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/dtrcache/dtrcache/proxy/health"
+	"github.com/dtrcache/dtrcache/proxy/state"
 	"go.uber.org/zap"
 )
 
-// Prober tracks which registered caches answer at /healthz.
+// The prober's defaults.
+const (
+	// DefaultProbeInterval is the time between probe rounds (each round
+	// jittered by ±10 %).
+	DefaultProbeInterval = time.Second
+	// DefaultProbeTimeout bounds one probe.
+	DefaultProbeTimeout = health.DefaultTimeout
+)
+
+// Prober keeps the verdict of every node of every registered cache
+// (package health): it probes each node's /readyz every Interval, takes
+// heartbeats from nodes the origin cannot reach (Beat), and shares the
+// verdicts with the other origin replicas through the state store, so
+// that every replica redirects alike. A node is down at once when it
+// refuses connections, says it is not ready or misses two heartbeats;
+// after Fall failures of another kind (timeouts); and up again after Rise
+// consecutive good checks. It is safe for concurrent use.
 type Prober struct {
 	// Client makes the probes (its transport trusts the caches' CAs).
 	Client *http.Client
-	// Interval between probe rounds; 0 means 10s.
+	// Interval between probe rounds; 0 means DefaultProbeInterval.
 	Interval time.Duration
-	// Timeout of one probe; 0 means 2s.
+	// Timeout of one probe; 0 means DefaultProbeTimeout.
 	Timeout time.Duration
+	// Rise and Fall: consecutive good checks that bring a node back, and
+	// failures (other than refused, not ready, missed heartbeats) that take
+	// it down; 0 means health.DefaultRise and health.DefaultFall.
+	Rise, Fall int
 	// List returns the caches to probe.
 	List func() ([]Cache, error)
-	// Logger receives health changes.
+	// Logger receives verdict changes.
 	Logger *zap.Logger
-	// OnChange, if set, is called after a probe whose verdict differs from
-	// the cache's previous one, and after a cache's first probe (this
-	// process knows no previous verdict), from the probing goroutine.
+	// Store shares the verdicts between origin replicas; nil means the
+	// origin's state store (origin.New sets it from Config.DB), or, for a
+	// prober used before, this process only.
+	Store state.Store
+	// Replica names this replica in the verdicts it writes ("" means
+	// host:pid).
+	Replica string
+	// Metrics, if set, counts verdict changes.
+	Metrics *health.Metrics
+	// OnNodeChange, if set, is called once per change of a node's
+	// verdict, on the replica that wrote the change. It must not block.
+	OnNodeChange func(health.Change)
+	// OnChange, if set, is called on the replica that wrote a node's
+	// change when it changed whether the cache as a whole takes users
+	// (any node up), and after the first verdict on a cache's node this
+	// replica wrote, with the cache's health (events: CACHE_DOWN,
+	// CACHE_UP, deduplicated across replicas by the event log).
 	OnChange func(ctx context.Context, c Cache, h CacheHealth)
 
-	// mu guards state.
-	mu    sync.Mutex
-	state map[string]health
+	once    sync.Once
+	board   *health.Board
+	tracker health.Tracker
+
+	// mu guards last.
+	mu   sync.Mutex
+	last map[health.Key]health.Result // this replica's last probe per node
 }
 
-type health struct {
-	ok      bool
-	checked time.Time
-	err     string
-	rtt     time.Duration
+func (p *Prober) init() *health.Board {
+	p.once.Do(func() {
+		p.board = &health.Board{Store: p.Store, Logger: p.Logger}
+		p.tracker.Rise, p.tracker.Fall = p.Rise, p.Fall
+		if p.Replica == "" {
+			h, _ := os.Hostname()
+			p.Replica = fmt.Sprintf("%s:%d", h, os.Getpid())
+		}
+		if p.Logger == nil {
+			p.Logger = zap.NewNop()
+		}
+	})
+	return p.board
 }
 
-// CacheHealth is the last probe of a cache.
+// CacheHealth is the health of a cache as a whole: up while any of its
+// nodes is.
 type CacheHealth struct {
-	// Healthy: the cache answered 200 at /healthz.
+	// Healthy: at least one node takes users.
 	Healthy bool
-	// Checked is when the probe was made (zero: never probed).
+	// Checked is when a node was last checked (zero: never).
 	Checked time.Time
-	// Reason says why an unhealthy cache is so.
+	// Reason says why an unhealthy cache is so (its first node's reason).
 	Reason string
-	// RTT is how long the cache took to answer the probe (the origin's
-	// distance to it, a hint for users choosing a cache); 0 when it did
-	// not answer.
+	// RTT is the shortest round trip of the last probes of its up nodes
+	// (the origin's distance to it, a hint for users choosing a cache); 0
+	// when none answered a probe.
 	RTT time.Duration
+	// Nodes is the health of each node.
+	Nodes []NodeHealth
 }
 
-// Health returns the last probe of a cache, and whether it was probed.
+// NodeHealth is the verdict on one node of a cache.
+type NodeHealth struct {
+	// URL is the node's URL.
+	URL string
+	// Up: the node takes users.
+	Up bool
+	// Mode is how its health is learnt: probe, or heartbeat while its
+	// heartbeats arrive.
+	Mode health.Mode
+	// Reason says why a node is down; Since when its state last changed.
+	Reason string
+	Since  time.Time
+	// Checked is the last check seen by this replica (its own probe, or
+	// the last heartbeat); RTT the round trip of this replica's probe.
+	Checked time.Time
+	RTT     time.Duration
+	// Beat is the node's last heartbeat (heartbeat mode).
+	Beat *health.Beat
+}
+
+// Nodes returns the verdict on each node of c, in c's order.
+func (p *Prober) Nodes(c Cache) []NodeHealth {
+	b := p.init()
+	var out []NodeHealth
+	for _, n := range c.Nodes() {
+		k := health.Key{Cache: c.Name, Node: n.URL}
+		v, ok := b.Get(k)
+		nh := NodeHealth{URL: n.URL, Mode: health.ModeProbe, Reason: "not checked yet"}
+		if ok {
+			nh = NodeHealth{URL: n.URL, Up: v.Up, Mode: v.Mode, Reason: v.Reason, Since: v.Since, Checked: v.Checked, RTT: v.RTT, Beat: v.Beat}
+			if nh.Mode == "" {
+				nh.Mode = health.ModeProbe
+			}
+			if nh.Up {
+				nh.Reason = ""
+			}
+		}
+		if v.Beat != nil && nh.Mode == health.ModeHeartbeat {
+			nh.Checked = v.Beat.At
+		} else {
+			p.mu.Lock()
+			if r, seen := p.last[k]; seen {
+				nh.Checked, nh.RTT = r.At, r.RTT
+			}
+			p.mu.Unlock()
+		}
+		out = append(out, nh)
+	}
+	return out
+}
+
+// Health returns the health of the cache named name, and whether any of
+// its nodes was checked.
 func (p *Prober) Health(name string) (CacheHealth, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	h, ok := p.state[name]
-	return CacheHealth{Healthy: h.ok, Checked: h.checked, Reason: h.err, RTT: h.rtt}, ok
-}
-
-// Healthy reports whether the cache answered its last probe.
-func (p *Prober) Healthy(name string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state[name].ok
-}
-
-// Status returns the last probe result of a cache.
-func (p *Prober) Status(name string) (ok bool, checked time.Time, reason string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	h := p.state[name]
-	return h.ok, h.checked, h.err
-}
-
-// Probe checks one cache now and records the result.
-func (p *Prober) Probe(ctx context.Context, c Cache) bool {
-	timeout := p.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Second
-	}
-	pctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	h := health{checked: time.Now()}
-	base := c.Host
-	if c.ProbeHost != "" {
-		base = c.ProbeHost
-	}
-	req, err := http.NewRequestWithContext(pctx, http.MethodGet, base+"/healthz", nil)
-	if err == nil {
-		var resp *http.Response
-		start := time.Now()
-		if resp, err = p.Client.Do(req); err == nil {
-			h.rtt = time.Since(start)
-			resp.Body.Close()
-			h.ok = resp.StatusCode == http.StatusOK
-			if !h.ok {
-				h.err = resp.Status
+	var c Cache
+	if p.List != nil {
+		if caches, err := p.List(); err == nil {
+			for _, cc := range caches {
+				if cc.Name == name {
+					c = cc
+				}
 			}
 		}
 	}
-	if err != nil {
-		h.err = err.Error()
+	if c.Name == "" {
+		return CacheHealth{}, false
 	}
-	p.mu.Lock()
-	if p.state == nil {
-		p.state = map[string]health{}
-	}
-	prev, seen := p.state[c.Name]
-	p.state[c.Name] = h
-	p.mu.Unlock()
-	if changed := !seen || prev.ok != h.ok; changed && p.OnChange != nil {
-		defer p.OnChange(ctx, c, CacheHealth{Healthy: h.ok, Checked: h.checked, Reason: h.err, RTT: h.rtt})
-	}
-	if p.Logger != nil && (!seen || prev.ok != h.ok) {
-		if h.ok {
-			p.Logger.Info("cache healthy", zap.String("cache", c.Name), zap.String("host", c.Host))
-		} else {
-			p.Logger.Warn("cache unhealthy; its users pull from the origin", zap.String("cache", c.Name), zap.String("host", c.Host), zap.String("reason", h.err))
+	return p.cacheHealth(c)
+}
+
+func (p *Prober) cacheHealth(c Cache) (CacheHealth, bool) {
+	h := CacheHealth{Nodes: p.Nodes(c)}
+	seen := false
+	for _, n := range h.Nodes {
+		seen = seen || !n.Checked.IsZero() || !n.Since.IsZero()
+		if n.Checked.After(h.Checked) {
+			h.Checked = n.Checked
+		}
+		if n.Up {
+			h.Healthy = true
+			if n.RTT > 0 && (h.RTT == 0 || n.RTT < h.RTT) {
+				h.RTT = n.RTT
+			}
+		} else if h.Reason == "" {
+			h.Reason = n.Reason
 		}
 	}
-	return h.ok
+	if h.Healthy {
+		h.Reason = ""
+	}
+	return h, seen
 }
 
-// Forget drops a removed cache's state.
+// Up reports whether any node of c takes users.
+func (p *Prober) Up(c Cache) bool {
+	up := p.NodeUp(c)
+	for _, n := range c.Nodes() {
+		if up(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// Healthy reports whether any node of the cache named name takes users.
+func (p *Prober) Healthy(name string) bool {
+	h, _ := p.Health(name)
+	return h.Healthy
+}
+
+// Status returns the health of a cache as (healthy, last check, reason).
+func (p *Prober) Status(name string) (ok bool, checked time.Time, reason string) {
+	h, _ := p.Health(name)
+	return h.Healthy, h.Checked, h.Reason
+}
+
+// NodeUp returns which of c's nodes take users now.
+func (p *Prober) NodeUp(c Cache) func(Node) bool {
+	b := p.init()
+	return func(n Node) bool {
+		v, ok := b.Get(health.Key{Cache: c.Name, Node: n.URL})
+		return ok && v.Up
+	}
+}
+
+// Redirected counts a redirect to node n of c: if a check then finds the
+// node down, the redirects since its last good check are counted as made
+// to a node already down (dtrcache_origin_redirects_to_down_total).
+func (p *Prober) Redirected(c Cache, n Node) {
+	p.init()
+	p.tracker.Redirected(health.Key{Cache: c.Name, Node: n.URL})
+}
+
+// Probe checks every node of c now (those whose heartbeats arrive are
+// not probed) and reports whether the cache takes users.
+func (p *Prober) Probe(ctx context.Context, c Cache) bool {
+	b := p.init()
+	var wg sync.WaitGroup
+	for _, n := range c.Nodes() {
+		k := health.Key{Cache: c.Name, Node: n.URL}
+		if v, ok := b.Get(k); ok && v.Mode == health.ModeHeartbeat && !v.Beat.Expired(time.Now()) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := health.Probe(ctx, p.Client, n.ProbeBase(), p.Timeout)
+			p.mu.Lock()
+			if p.last == nil {
+				p.last = map[health.Key]health.Result{}
+			}
+			p.last[k] = r
+			p.mu.Unlock()
+			p.record(ctx, c, k, health.ModeProbe, r)
+		}()
+	}
+	wg.Wait()
+	h, _ := p.cacheHealth(c)
+	return h.Healthy
+}
+
+// record applies one probe of k to this replica's tracker and, when the
+// local verdict changed, to the shared one.
+func (p *Prober) record(ctx context.Context, c Cache, k health.Key, mode health.Mode, r health.Result) {
+	up, changed, redirected := p.tracker.Observe(k, r)
+	p.Metrics.Redirected(k, redirected)
+	if !changed {
+		// Only this replica's own transitions are written: a replica that
+		// disagrees with a verdict another one wrote (a partition between
+		// it and the node) does not write it back and forth.
+		return
+	}
+	p.write(ctx, c, k, func(cur health.Verdict, ok bool) (health.Verdict, bool) {
+		if ok && cur.Up == up && cur.Mode == mode {
+			return cur, false
+		}
+		if ok && cur.Mode == health.ModeHeartbeat && !cur.Beat.Expired(r.At) {
+			return cur, false // its heartbeats decide
+		}
+		return health.Verdict{Up: up, Reason: r.Reason, Class: r.Class, Since: r.At, Checked: r.At, Mode: mode, RTT: r.RTT, By: p.Replica}, true
+	}, redirected)
+}
+
+// write updates k's shared verdict with decide and reports a change.
+func (p *Prober) write(ctx context.Context, c Cache, k health.Key, decide func(health.Verdict, bool) (health.Verdict, bool), redirected int64) {
+	var prev health.Verdict
+	var had bool
+	wasUp := p.Up(c)
+	next, wrote, err := p.board.Update(ctx, k, func(cur health.Verdict, ok bool) (health.Verdict, bool) {
+		prev, had = cur, ok
+		return decide(cur, ok)
+	})
+	if err != nil {
+		p.Logger.Warn("cache health not shared", zap.String("cache", k.Cache), zap.String("node", k.Node), zap.Error(err))
+		return
+	}
+	p.Metrics.SetUp(k, next.Up)
+	if !wrote || (had && prev.Up == next.Up) {
+		return
+	}
+	ch := health.Change{Key: k, Up: next.Up, Reason: next.Reason, Class: next.Class, Mode: next.Mode, At: next.Since, Redirected: redirected}
+	if next.Up && had {
+		ch.Down = next.Since.Sub(prev.Since)
+	}
+	p.Metrics.Observe(ch)
+	fields := []zap.Field{zap.String("cache", k.Cache), zap.String("node", k.Node), zap.String("mode", string(next.Mode)), zap.String("class", next.Class)}
+	if next.Up {
+		p.Logger.Info("cache node up; redirecting its users to it", append(fields, zap.Duration("was_down", ch.Down))...)
+	} else {
+		p.Logger.Warn("cache node down; its users pull from the origin or another node", append(fields, zap.String("reason", next.Reason), zap.Int64("redirects_since_last_good_check", redirected))...)
+	}
+	if p.OnNodeChange != nil {
+		p.OnNodeChange(ch)
+	}
+	if h, _ := p.cacheHealth(c); p.OnChange != nil && (!had || h.Healthy != wasUp) {
+		p.OnChange(ctx, c, h)
+	}
+}
+
+// Beat records a heartbeat of node n of c: the node is in heartbeat mode
+// while its beats arrive (the origin then does not probe it), up while
+// they say ready (after Rise of them when it was down), and down at once
+// when one says it is not ready. It returns the verdict now shared.
+func (p *Prober) Beat(ctx context.Context, c Cache, n Node, beat health.Beat) health.Verdict {
+	p.init()
+	k := health.Key{Cache: c.Name, Node: n.URL}
+	beat.At = time.Now()
+	rise := p.Rise
+	if rise <= 0 {
+		rise = health.DefaultRise
+	}
+	var out health.Verdict
+	p.write(ctx, c, k, func(cur health.Verdict, ok bool) (health.Verdict, bool) {
+		next := cur
+		next.Mode, next.Beat, next.Checked, next.By, next.RTT = health.ModeHeartbeat, &beat, beat.At, p.Replica, 0
+		if beat.Ready {
+			next.Good = cur.Good + 1
+			if !ok || cur.Up || next.Good >= rise {
+				next.Up = true
+			}
+			if next.Up && (!ok || !cur.Up) {
+				next.Class, next.Reason, next.Since = health.ClassOK, "", beat.At
+			}
+		} else {
+			next.Good, next.Up = 0, false
+			if !ok || cur.Up || cur.Class != health.ClassNotReady {
+				next.Class, next.Reason, next.Since = health.ClassNotReady, "not ready: "+beat.Reason, beat.At
+			}
+		}
+		out = next
+		return next, true
+	}, 0)
+	if v, ok := p.board.Get(k); ok {
+		out = v
+	}
+	return out
+}
+
+// expire takes down the nodes of c in heartbeat mode whose last beat is
+// older than two intervals.
+func (p *Prober) expire(ctx context.Context, c Cache, now time.Time) {
+	for _, n := range c.Nodes() {
+		k := health.Key{Cache: c.Name, Node: n.URL}
+		v, ok := p.board.Get(k)
+		if !ok || v.Mode != health.ModeHeartbeat || !v.Up || !v.Beat.Expired(now) {
+			continue
+		}
+		p.write(ctx, c, k, func(cur health.Verdict, ok bool) (health.Verdict, bool) {
+			if !ok || cur.Mode != health.ModeHeartbeat || !cur.Up || !cur.Beat.Expired(now) {
+				return cur, false
+			}
+			next := cur
+			next.Up, next.Good, next.Since, next.Checked, next.By = false, 0, now, now, p.Replica
+			next.Class = health.ClassHeartbeatMissed
+			next.Reason = fmt.Sprintf("no heartbeat for %s", now.Sub(cur.Beat.At).Round(time.Millisecond))
+			return next, true
+		}, 0)
+	}
+}
+
+// Forget drops a removed cache's verdicts.
 func (p *Prober) Forget(name string) {
+	b := p.init()
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if err := b.Forget(ctx, name); err != nil {
+		p.Logger.Warn("cache health not forgotten", zap.String("cache", name), zap.Error(err))
+	}
 	p.mu.Lock()
-	delete(p.state, name)
+	for k := range p.last {
+		if k.Cache == name {
+			delete(p.last, k)
+			p.tracker.Forget(k)
+			p.Metrics.Delete(k)
+		}
+	}
 	p.mu.Unlock()
 }
 
-// Run probes every cache each Interval until ctx ends.
+// Run keeps the shared verdicts current (with a Store) and probes every
+// cache each Interval (jittered by ±10 %) until ctx ends.
 func (p *Prober) Run(ctx context.Context) {
+	b := p.init()
 	interval := p.Interval
 	if interval <= 0 {
-		interval = 10 * time.Second
+		interval = DefaultProbeInterval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.Run(ctx)
+	}()
 	for {
 		caches, err := p.List()
 		if err == nil {
-			var wg sync.WaitGroup
+			now := time.Now()
 			for _, c := range caches {
-				wg.Add(1)
+				p.expire(ctx, c, now)
+			}
+			var round sync.WaitGroup
+			for _, c := range caches {
+				round.Add(1)
 				go func() {
-					defer wg.Done()
+					defer round.Done()
 					p.Probe(ctx, c)
 				}()
 			}
-			wg.Wait()
+			round.Wait()
 		}
+		jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(interval))
+		t := time.NewTimer(interval + jitter)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		}

@@ -84,6 +84,9 @@ func New(c Config) (*Server, error) {
 	if c.Realm == "" {
 		c.Realm = "dtrcache"
 	}
+	if c.Prober.Store == nil {
+		c.Prober.Store = c.DB.Store() // verdicts shared with the other replicas
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -271,7 +274,7 @@ func (s *Server) userCache(user string) (c Cache, why string) {
 		return Cache{}, "no_cache"
 	}
 	c, err = s.c.DB.Cache(st.ContentCache)
-	if err != nil || !s.c.Prober.Healthy(c.Name) {
+	if err != nil || !s.c.Prober.Up(c) {
 		return Cache{}, "cache_unhealthy"
 	}
 	return c, ""
@@ -389,6 +392,7 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route regapi.R
 		s.c.Logger.Error("signing a redirect token", zap.Error(err))
 		return false
 	}
+	s.c.Prober.Redirected(c, node)
 	loc := node.URL + "/v2/" + route.Name + "/blobs/" + route.Digest.String() + "?token=" + url.QueryEscape(tok)
 	f.Result = "redirect:" + c.Name
 	fleetNode := ""
