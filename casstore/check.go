@@ -34,9 +34,9 @@ type checker struct {
 // writes a small canary file (<root>/canary), syncs it to the disk, reads
 // it back and compares, waiting at most until ctx ends. A disk that hangs
 // (a stalled device, a dead network mount) makes Check fail with ctx's
-// error although the process still answers; until the hung check
-// returns, later calls wait on it instead of starting another, and say
-// since when it hangs. The store owns the check's goroutine: Close waits
+// error (a *HangError) although the process still answers; until the
+// hung check returns, later calls wait on it instead of starting another,
+// and say since when it hangs. The store owns the check's goroutine: Close waits
 // for it.
 func (s *Store) Check(ctx context.Context) error {
 	if s.closed.Load() {
@@ -62,9 +62,24 @@ func (s *Store) Check(ctx context.Context) error {
 	case <-c.done:
 		return c.err
 	case <-ctx.Done():
-		return fmt.Errorf("casstore: the disk under %s has not answered a check for %s: %w", s.root, time.Since(c.started).Round(time.Millisecond), ctx.Err())
+		return &HangError{Root: s.root, For: time.Since(c.started), Err: ctx.Err()}
 	}
 }
+
+// HangError is a Check that did not finish within its context: the disk
+// has not answered the running check for For.
+type HangError struct {
+	Root string
+	For  time.Duration
+	Err  error // the context's error
+}
+
+func (e *HangError) Error() string {
+	return fmt.Sprintf("casstore: the disk under %s has not answered a check for %s", e.Root, e.For.Round(time.Millisecond))
+}
+
+// Unwrap returns the context's error.
+func (e *HangError) Unwrap() error { return e.Err }
 
 // canary writes, syncs and reads back the canary file.
 func (s *Store) canary(now time.Time) error {

@@ -193,9 +193,13 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 		}
 		cancel()
 	}
-	ready := func(context.Context) error {
+	drain := newDrain()
+	ready := func(ctx context.Context) error {
+		if err := drain.notReady(); err != nil {
+			return err
+		}
 		for _, s := range stores {
-			if err := s.Ping(); err != nil {
+			if err := storeReady(ctx, s); err != nil {
 				return err
 			}
 		}
@@ -234,9 +238,28 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 	}
 	defer srv.Close()
 	g, gctx := errgroup.WithContext(ctx)
+	// The API keeps serving while the cache drains: serving ends when
+	// the origins have stopped redirecting to it (drain.run).
+	serving, stopServing := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopServing()
+	var hb *cache.Heartbeat
+	if r := cfg.Redirect; r != nil && r.Heartbeat != nil {
+		if hb, err = newHeartbeat(cfg, srv, ready, log); err != nil {
+			return err
+		}
+		g.Go(func() error { return hb.Run(serving) })
+	}
 	g.Go(func() error {
 		s := &serve.Server{Handler: handler, TLS: tlsConf, Grace: cfg.Shutdown.D(), Logger: log, Name: "cache"}
-		return s.Serve(gctx, apiLn)
+		return s.Serve(serving, apiLn)
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		if cfg.Redirect != nil {
+			drain.run(cfg, hb, log)
+		}
+		stopServing()
+		return nil
 	})
 	if dln != nil {
 		g.Go(func() error {

@@ -77,6 +77,23 @@ func prepareCache(cfg *config.Cache) (*cacheSetup, error) {
 		if r.Keys.JWKSURL != "" {
 			checkURL(&p, "redirect.keys.jwks_url", r.Keys.JWKSURL)
 		}
+		if hb := r.Heartbeat; hb != nil {
+			if hb.Origin != "" {
+				checkURL(&p, "redirect.heartbeat.origin", hb.Origin)
+			}
+			if hb.Node != "" {
+				checkURL(&p, "redirect.heartbeat.node", hb.Node)
+			}
+			if hb.Interval.D() < 0 || (hb.Interval.D() > 0 && hb.Interval.D() < 100*time.Millisecond) {
+				p.Add("redirect.heartbeat.interval", "must be at least 100ms, got %s", hb.Interval.D())
+			}
+			if cfg.Name == "" {
+				p.Add("name", "required with redirect.heartbeat (the cache's name at the origin)")
+			}
+			if r.Username == "" {
+				p.Add("redirect.username", "required with redirect.heartbeat (heartbeats come from the cache's own account)")
+			}
+		}
 	}
 	if m := cfg.Mirror; m != nil {
 		checkMirror(&p, m)

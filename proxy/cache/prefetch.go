@@ -176,13 +176,27 @@ func (s *Server) servePrefetch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Repo = h.Repo
+	accepted := s.acceptHint(r.Context(), h)
+	f.Result = "accepted"
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	json.NewEncoder(w).Encode(map[string]int{"accepted": accepted, "refused": len(h.Blobs) - accepted})
+}
+
+// acceptHint queues the background fills of a hint's blobs whose tokens
+// verify for this cache (from a POST, or a heartbeat's answer) and
+// returns how many.
+func (s *Server) acceptHint(ctx context.Context, h regapi.PrefetchHint) int {
+	if s.Redirect == nil || !regapi.ValidName(h.Repo) {
+		return 0
+	}
 	var jobs []prefetchJob
 	for _, b := range h.Blobs {
 		d, err := casstore.ParseDigest(b.Digest)
 		if err != nil {
 			continue
 		}
-		if _, err := s.Redirect.verify(r.Context(), b.Token, h.Repo, d.String()); err != nil {
+		if _, err := s.Redirect.verify(ctx, b.Token, h.Repo, d.String()); err != nil {
 			s.Metrics.token(tokenResult(err))
 			continue
 		}
@@ -191,8 +205,5 @@ func (s *Server) servePrefetch(w http.ResponseWriter, r *http.Request) {
 		jobs = append(jobs, prefetchJob{store: s.Redirect.Store, client: s.Redirect.Upstream, repo: h.Repo, d: d, header: hdr})
 	}
 	s.enqueue(jobs)
-	f.Result = "accepted"
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusAccepted)
-	json.NewEncoder(w).Encode(map[string]int{"accepted": len(jobs), "refused": len(h.Blobs) - len(jobs)})
+	return len(jobs)
 }

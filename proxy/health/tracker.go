@@ -8,14 +8,14 @@ import (
 // The classes of a check's result (Result.Class, Verdict.Class, the
 // reason label of the metrics).
 const (
-	ClassOK              = "ok"                // a good probe or beat
-	ClassRefused         = "refused"           // connection refused: nothing listens
-	ClassNotReady        = "not_ready"         // the node says it is not ready (503 at /readyz, a not-ready beat)
-	ClassTimeout         = "timeout"           // no answer within the probe timeout
-	ClassStatus          = "status"            // another unexpected status
-	ClassError           = "error"             // any other failure (TLS, DNS, reset)
-	ClassHeartbeatMissed = "heartbeat_missed"  // two beats missed
-	ClassRemoved         = "removed"           // the node is no longer registered
+	ClassOK              = "ok"               // a good probe or beat
+	ClassRefused         = "refused"          // connection refused: nothing listens
+	ClassNotReady        = "not_ready"        // the node says it is not ready (503 at /readyz, a not-ready beat)
+	ClassTimeout         = "timeout"          // no answer within the probe timeout
+	ClassStatus          = "status"           // another unexpected status
+	ClassError           = "error"            // any other failure (TLS, DNS, reset)
+	ClassHeartbeatMissed = "heartbeat_missed" // two beats missed
+	ClassRemoved         = "removed"          // the node is no longer registered
 )
 
 // Result is one check of a node: a probe or a heartbeat.

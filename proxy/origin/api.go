@@ -55,6 +55,7 @@ type nodeView struct {
 //	GET    /api/v0/content_caches/{name}       one cache (any user)
 //	PATCH  /api/v0/content_caches/{name}       change {host | hosts, probeHost | probeHosts, account} (admin)
 //	DELETE /api/v0/content_caches/{name}       remove (admin)
+//	POST   /api/v0/content_caches/{name}/heartbeat  a node's heartbeat (the cache's own account; serveHeartbeat)
 //	GET    /api/v0/accounts/{user}/settings    a user's settings (the user, or an admin)
 //	PATCH  /api/v0/accounts/{user}/settings    set {contentCache} (the user, or an admin)
 func (s *Server) apiHandler() http.Handler {
@@ -64,6 +65,7 @@ func (s *Server) apiHandler() http.Handler {
 	mux.HandleFunc("GET /api/v0/content_caches/{name}", s.withUser(false, s.getCache))
 	mux.HandleFunc("PATCH /api/v0/content_caches/{name}", s.withUser(true, s.patchCache))
 	mux.HandleFunc("DELETE /api/v0/content_caches/{name}", s.withUser(true, s.deleteCache))
+	mux.HandleFunc("POST /api/v0/content_caches/{name}/heartbeat", s.serveHeartbeat)
 	mux.HandleFunc("GET /api/v0/accounts/{user}/settings", s.withUser(false, s.getSettings))
 	for _, m := range []string{"PATCH", "PUT", "POST"} {
 		mux.HandleFunc(m+" /api/v0/accounts/{user}/settings", s.withUser(false, s.setSettings))

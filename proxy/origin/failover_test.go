@@ -85,4 +85,3 @@ func TestFleetFailover(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
-

@@ -231,6 +231,13 @@ func (p *Prober) NodeUp(c Cache) func(Node) bool {
 	}
 }
 
+// Heartbeating reports whether node n of c is in heartbeat mode: its
+// beats arrive (the last one is at most two intervals old).
+func (p *Prober) Heartbeating(c Cache, n Node) bool {
+	v, ok := p.init().Get(health.Key{Cache: c.Name, Node: n.URL})
+	return ok && v.Mode == health.ModeHeartbeat && !v.Beat.Expired(time.Now())
+}
+
 // Redirected counts a redirect to node n of c: if a check then finds the
 // node down, the redirects since its last good check are counted as made
 // to a node already down (dtrcache_origin_redirects_to_down_total).

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/proxy/health"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"go.uber.org/zap"
 )
@@ -60,8 +61,15 @@ func (s *Server) hint(ctx context.Context, t hintTarget, blobs []casstore.Digest
 	}
 }
 
-// post delivers one hint to one node.
+// post delivers one hint to one node: in the answer to its next
+// heartbeat for a node in heartbeat mode (the origin may not reach it),
+// else by a POST to the node.
 func (s *Server) post(ctx context.Context, c Cache, n Node, h *regapi.PrefetchHint) {
+	if s.c.Prober.Heartbeating(c, n) {
+		s.mail.put(health.Key{Cache: c.Name, Node: n.URL}, h)
+		s.c.Metrics.hinted(c.Name, len(h.Blobs))
+		return
+	}
 	body, err := json.Marshal(h)
 	if err != nil {
 		return

@@ -39,6 +39,7 @@ type topology struct {
 	dataDir     string
 	keys        *origin.KeyRing
 	prober      *origin.Prober
+	cacheServer *cache.Server
 	cache       *httptest.Server
 	cacheCount  *testenv.Counter
 	originCount *testenv.Counter
@@ -132,7 +133,7 @@ func newTopology(t *testing.T) *topology {
 	tp.originHost = tp.origin.Listener.Addr().String()
 
 	n := tp.startCache(t, "asia")
-	tp.cache, tp.cacheCount, tp.cacheStore = n.srv, n.count, n.store
+	tp.cache, tp.cacheCount, tp.cacheStore, tp.cacheServer = n.srv, n.count, n.store, n.cs
 	return tp
 }
 
@@ -141,6 +142,7 @@ type cacheNode struct {
 	srv   *httptest.Server
 	count *testenv.Counter
 	store *casstore.Store
+	cs    *cache.Server
 }
 
 // startCache starts a cache named name: redirect mode, the origin
@@ -168,7 +170,7 @@ func (tp *topology) startCache(t *testing.T, name string) cacheNode {
 	count := testenv.NewCounter(serve.Instrument(log, nil, serve.Mux(cs, nil, nil)))
 	srv := httptest.NewServer(count)
 	t.Cleanup(srv.Close)
-	return cacheNode{srv: srv, count: count, store: st}
+	return cacheNode{srv: srv, count: count, store: st, cs: cs}
 }
 
 func (tp *topology) openDB(t *testing.T) {

@@ -74,6 +74,7 @@ type Server struct {
 	api   http.Handler
 	links *linkCache
 	bg    serve.Background
+	mail  mailbox // prefetch hints for nodes in heartbeat mode
 }
 
 // New returns an origin server.

@@ -61,3 +61,18 @@ func ManifestBlobs(body []byte) []casstore.Digest {
 	}
 	return out
 }
+
+// HeartbeatPath is where the cache named cache posts its heartbeats at
+// the origin (a health.Beat; the answer is a HeartbeatReply). The origin
+// holds a beat for up to the beat's interval and answers at once when it
+// has prefetch hints for the node, so hints reach a cache that the origin
+// cannot connect to.
+func HeartbeatPath(cache string) string { return "/api/v0/content_caches/" + cache + "/heartbeat" }
+
+// HeartbeatReply is the origin's answer to a heartbeat: its verdict on
+// the node and the prefetch hints waiting for it.
+type HeartbeatReply struct {
+	Healthy bool           `json:"healthy"`
+	Reason  string         `json:"reason,omitempty"`
+	Hints   []PrefetchHint `json:"hints,omitempty"`
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/dtrcache/dtrcache/proxy/forward/ca"
 	"github.com/dtrcache/dtrcache/proxy/units"
@@ -29,6 +30,11 @@ type Cache struct {
 	Fill     Fill            `yaml:"fill"`
 	Forward  *ForwardProxy   `yaml:"forward_proxy"`
 	Shutdown units.Duration  `yaml:"shutdown_grace"`
+	// Drain is how long a stopping cache in redirect mode reports itself
+	// not ready, still serving, until its origins have seen that (a 503
+	// answered at /readyz, or a not-ready heartbeat acknowledged); 0
+	// means DefaultDrain.
+	Drain units.Duration `yaml:"shutdown_drain"`
 	Middle   map[string][]Mw `yaml:"middleware"` // DTR's downstream middleware
 	Proxy    *RegistryProxy  `yaml:"proxy"`      // distribution's proxy mode
 	Ignored  RegistryKeys    `yaml:",inline"`    // other registry keys, reported as ignored
@@ -134,7 +140,31 @@ type Redirect struct {
 	Issuer     string   `yaml:"issuer"`
 	Audiences  []string `yaml:"audiences"`
 	Downstream string   `yaml:"downstream_htpasswd"`
+	// Heartbeat, if set, makes the cache announce itself to its origin
+	// instead of waiting for probes (a cache the origin cannot reach).
+	Heartbeat *Heartbeat `yaml:"heartbeat"`
 }
+
+// Heartbeat configures a cache's heartbeats to its origin.
+type Heartbeat struct {
+	// Origin is the origin's base URL; "" means the first of
+	// redirect.upstreams.
+	Origin string `yaml:"origin"`
+	// Node is the URL users reach this node at, as registered at the
+	// origin ("" for a cache of one node).
+	Node string `yaml:"node"`
+	// Interval between beats; 0 means DefaultHeartbeatInterval.
+	Interval units.Duration `yaml:"interval"`
+}
+
+// The defaults of a cache's failover settings.
+const (
+	// DefaultDrain bounds how long a stopping cache waits for its origins
+	// to stop redirecting to it (about two probe intervals and a half).
+	DefaultDrain = 3 * time.Second
+	// DefaultHeartbeatInterval is the time between two heartbeats.
+	DefaultHeartbeatInterval = time.Second
+)
 
 // Keys says where the origin's public keys come from.
 type Keys struct {

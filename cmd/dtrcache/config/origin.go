@@ -96,9 +96,9 @@ type Probes struct {
 	// down back; HealthFall how many timeouts or errors in a row take it
 	// down (a refused connection, a 503 or two missed heartbeats do at
 	// once). 0 means the prober's defaults.
-	HealthRise int `yaml:"health_rise"`
-	HealthFall int `yaml:"health_fall"`
-	CAs            []string       `yaml:"cas"`
+	HealthRise int      `yaml:"health_rise"`
+	HealthFall int      `yaml:"health_fall"`
+	CAs        []string `yaml:"cas"`
 	// PrefetchHints tells a user's cache the blobs of the image manifests
 	// the user GETs, so it starts filling them at once. Unset means true.
 	PrefetchHints *bool `yaml:"prefetch_hints"`

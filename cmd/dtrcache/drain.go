@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
+	"github.com/dtrcache/dtrcache/proxy/cache"
+	"github.com/dtrcache/dtrcache/proxy/upstream"
+	"go.uber.org/zap"
+)
+
+// storeHang is how long a store check may run before /readyz says the
+// store hangs: a slow fsync on a busy disk is not yet a dead disk.
+const storeHang = 2 * time.Second
+
+// storeReady checks a store for /readyz: the store's own canary
+// (casstore.Store.Check), answered at once; a check still running is
+// fine until it has run for storeHang.
+func storeReady(ctx context.Context, s *casstore.Store) error {
+	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	err := s.Check(ctx)
+	var hang *casstore.HangError
+	if errors.As(err, &hang) && hang.For < storeHang {
+		return nil
+	}
+	return err
+}
+
+// drainLinger is how long a draining cache still waits once an origin
+// saw it not ready: clients redirected just before arrive meanwhile.
+const drainLinger = 500 * time.Millisecond
+
+// drainState is a stopping cache's readiness: not ready from the stop
+// on, with a signal once the origins have seen that.
+type drainState struct {
+	// mu guards draining and seen.
+	mu       sync.Mutex
+	draining bool
+	seen     chan struct{} // closed when a /readyz answered 503 while draining
+}
+
+func newDrain() *drainState { return &drainState{seen: make(chan struct{})} }
+
+var errDraining = errors.New("draining: the cache is stopping")
+
+// notReady returns errDraining while draining (and notes that a prober
+// saw it), nil before.
+func (d *drainState) notReady() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.draining {
+		return nil
+	}
+	select {
+	case <-d.seen:
+	default:
+		close(d.seen)
+	}
+	return errDraining
+}
+
+// run drains a stopping cache: it reports not ready at once (/readyz 503,
+// a not-ready heartbeat sent now), keeps serving, and returns once the
+// origins have seen it — a probe answered or the heartbeat acknowledged,
+// then drainLinger for the clients they redirected just before — or
+// after shutdown_drain at most (a cache nobody probes).
+func (d *drainState) run(cfg *cacheSetup, hb *cache.Heartbeat, log *zap.Logger) {
+	d.mu.Lock()
+	d.draining = true
+	d.mu.Unlock()
+	wait := cfg.Drain.D()
+	if wait <= 0 {
+		wait = config.DefaultDrain
+	}
+	var acked <-chan struct{}
+	if hb != nil {
+		hb.Notify()
+		acked = hb.NotReadyAcked()
+	}
+	log.Info("draining: /readyz says not ready; serving until the origins stop redirecting here", zap.Duration("at_most", wait))
+	start := time.Now()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-d.seen:
+	case <-acked:
+	case <-t.C:
+		log.Info("drain: no origin asked within shutdown_drain; stopping")
+		return
+	}
+	time.Sleep(drainLinger)
+	log.Info("drained: the origins saw the cache not ready", zap.Duration("after", time.Since(start)))
+}
+
+// newHeartbeat builds the heartbeats of redirect.heartbeat.
+func newHeartbeat(cfg *cacheSetup, srv *cache.Server, ready func(context.Context) error, log *zap.Logger) (*cache.Heartbeat, error) {
+	r := cfg.Redirect
+	hb := r.Heartbeat
+	tc, err := tlsConfig(r.CAs)
+	if err != nil {
+		return nil, err
+	}
+	origin := hb.Origin
+	if origin == "" {
+		origin = r.URLs[0]
+	}
+	node := hb.Node
+	if node == "" {
+		node = cfg.HTTP.Host
+	}
+	interval := hb.Interval.D()
+	if interval <= 0 {
+		interval = config.DefaultHeartbeatInterval
+	}
+	st := srv.Redirect.Store
+	return &cache.Heartbeat{
+		URL: origin, Cache: cfg.Name, Node: node, Username: r.Username, Password: r.Password,
+		Client: &http.Client{Transport: upstream.NewTransport(tc)}, Interval: interval, Ready: ready,
+		Stats: func() (int64, int64, int64) {
+			s := st.Stats()
+			return s.Bytes, st.Budget().Max, s.Blobs
+		},
+		Version: version, Server: srv, Logger: log.Named("heartbeat"),
+	}, nil
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
+	"go.uber.org/zap/zaptest"
+)
+
+// TestDrainOnStop: a cache in redirect mode that is stopped answers
+// /readyz with 503 and a reason at once, keeps serving requests that
+// still arrive, and stops once a probe has seen it not ready (plus the
+// linger), well before shutdown_drain; nobody probing, it stops after
+// shutdown_drain.
+func TestDrainOnStop(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	origin := "http://" + ln.Addr().String() // nothing answers: the cache never fills here
+	ln.Close()
+	tests := []struct {
+		name  string
+		probe bool
+		min   time.Duration
+		max   time.Duration
+	}{
+		{"probed: stops after the origin saw it", true, drainLinger, 5 * time.Second},
+		{"not probed: stops after shutdown_drain", false, 1500 * time.Millisecond, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.ParseCache([]byte(fmt.Sprintf("name: asia\nstorage: {root: %s}\nshutdown_drain: %s\nredirect: {upstreams: ['%s'], keys: {jwks_url: '%s/jwks'}}\n",
+				t.TempDir(), map[bool]string{true: "20s", false: "1500ms"}[tt.probe], origin, origin)), "t")
+			if err != nil {
+				t.Fatal(err)
+			}
+			setup, err := prepareCache(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			base := "http://" + ln.Addr().String()
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			done := make(chan error, 1)
+			go func() { done <- serveCache(ctx, setup, zaptest.NewLogger(t), &cacheListeners{api: ln}) }()
+			get := func(path string) (int, string) {
+				resp, err := http.Get(base + path)
+				if err != nil {
+					t.Fatalf("GET %s while draining: %v", path, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode, string(b)
+			}
+			if code, body := get("/readyz"); code != http.StatusOK {
+				t.Fatalf("readyz before the stop: %d %s", code, body)
+			}
+			stop() // SIGTERM
+			start := time.Now()
+			if tt.probe {
+				for {
+					code, body := get("/readyz")
+					if code == http.StatusServiceUnavailable {
+						if !strings.Contains(body, "draining") {
+							t.Fatalf("readyz while draining: %s", body)
+						}
+						break
+					}
+					if time.Since(start) > 5*time.Second {
+						t.Fatalf("readyz still %d 5 s after the stop", code)
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			// A request that arrives now is still served.
+			if code, _ := get("/healthz"); code != http.StatusOK {
+				t.Fatalf("healthz while draining: %d", code)
+			}
+			select {
+			case err := <-done:
+				took := time.Since(start)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if took < tt.min || took > tt.max {
+					t.Fatalf("stopped %s after the stop signal, want between %s and %s", took, tt.min, tt.max)
+				}
+				t.Logf("stopped %s after the stop signal", took)
+			case <-time.After(tt.max + 5*time.Second):
+				t.Fatal("the cache did not stop")
+			}
+		})
+	}
+}

@@ -1,0 +1,126 @@
+package origin_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dtrcache/dtrcache/proxy/cache"
+	"github.com/dtrcache/dtrcache/proxy/regapi"
+)
+
+// cacheState is the caches API's answer for one cache, in part.
+type cacheState struct {
+	Healthy    bool   `json:"healthy"`
+	Mode       string `json:"mode"`
+	Reason     string `json:"reason"`
+	NodeHealth []struct {
+		URL, Mode, Version string
+		Healthy            bool
+	} `json:"nodeHealth"`
+}
+
+func (tp *topology) cacheState(t *testing.T, name string) cacheState {
+	t.Helper()
+	code, body := tp.api(t, "alice", "GET", "/api/v0/content_caches/"+name, nil)
+	var st cacheState
+	if code != http.StatusOK || json.Unmarshal(body, &st) != nil {
+		t.Fatalf("GET cache %s: %d %s", name, code, body)
+	}
+	return st
+}
+
+// waitCache waits until the API shows the cache in the wanted state.
+func (tp *topology) waitCache(t *testing.T, name string, ok func(cacheState) bool) cacheState {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := tp.cacheState(t, name)
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cache %s never reached the state wanted: %+v", name, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHeartbeatCache: a cache the origin cannot reach (registered with a
+// probe address where nothing listens) is down and unused; once it posts
+// heartbeats on its own account it is up in heartbeat mode, gets alice's
+// redirects, and the origin's prefetch hints reach it in the heartbeats'
+// answers; when the beats stop it is down within about two intervals
+// (the reason says so) and alice pulls from the origin again.
+func TestHeartbeatCache(t *testing.T) {
+	tp := newTopology(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	unreachable := "http://" + ln.Addr().String()
+	ln.Close()
+	if code, body := tp.api(t, "admin", "POST", "/api/v0/content_caches", map[string]any{
+		"name": "asia", "host": tp.cache.URL, "probeHost": unreachable, "account": "cache-asia"}); code != http.StatusCreated {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	if code, body := tp.api(t, "alice", "PATCH", "/api/v0/accounts/alice/settings", map[string]string{"contentCache": "asia"}); code != http.StatusOK {
+		t.Fatalf("settings: %d %s", code, body)
+	}
+	if st := tp.cacheState(t, "asia"); st.Healthy || st.Mode != "probe" {
+		t.Fatalf("an unreachable cache: %+v", st)
+	}
+
+	// A heartbeat from another account is refused.
+	req, _ := http.NewRequest(http.MethodPost, tp.origin.URL+regapi.HeartbeatPath("asia"), nil)
+	req.SetBasicAuth("alice", password)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("alice's heartbeat for asia: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	tp.prober.Interval = 100 * time.Millisecond
+	wg.Add(1)
+	go func() { defer wg.Done(); tp.prober.Run(ctx) }() // expires missed beats; probes fail
+	hbCtx, stopBeats := context.WithCancel(ctx)
+	hb := &cache.Heartbeat{URL: tp.origin.URL, Cache: "asia", Username: "cache-asia", Password: password,
+		Client: http.DefaultClient, Interval: 200 * time.Millisecond, Version: "test", Server: tp.cacheServer,
+		Stats: func() (int64, int64, int64) { return 1, 2, 3 }}
+	wg.Add(1)
+	go func() { defer wg.Done(); hb.Run(hbCtx) }()
+	st := tp.waitCache(t, "asia", func(s cacheState) bool { return s.Healthy })
+	if st.Mode != "heartbeat" || len(st.NodeHealth) != 1 || st.NodeHealth[0].Version != "test" {
+		t.Fatalf("a heartbeating cache: %+v", st)
+	}
+
+	img := tp.push(t, "website/ui:beat", 42)
+	tp.getManifest(t, "alice", "website/ui", "beat")
+	for _, d := range blobDigests(img) {
+		if !waitHolds(t, tp.cacheStore, d) {
+			t.Fatalf("the hint for %s did not reach the heartbeating cache", d)
+		}
+	}
+	before := tp.cacheCount.BlobGets(blobDigests(img)[0])
+	if _, err := tp.pull("alice", "website/ui:beat"); err != nil {
+		t.Fatal(err)
+	}
+	if tp.cacheCount.BlobGets(blobDigests(img)[0]) != before+1 {
+		t.Fatal("alice's pull was not redirected to the heartbeating cache")
+	}
+
+	stopBeats()
+	start := time.Now()
+	st = tp.waitCache(t, "asia", func(s cacheState) bool { return !s.Healthy })
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("down %s after the beats stopped, want within about two intervals (400 ms) and a probe round", took)
+	}
+	if st.Reason == "" {
+		t.Errorf("no reason: %+v", st)
+	}
+	t.Logf("down %s after the last beat: %s", time.Since(start), st.Reason)
+}
