@@ -22,24 +22,24 @@ type Cache struct {
 	// Name is the cache's name at the origin: the audience of its tokens.
 	Name string `yaml:"name"`
 
-	Log      Log             `yaml:"log"`
-	HTTP     HTTP            `yaml:"http"`
-	Storage  Storage         `yaml:"storage"`
-	Redirect *Redirect       `yaml:"redirect"`
-	Mirror   *Mirror         `yaml:"mirror"`
-	Fill     Fill            `yaml:"fill"`
-	Forward  *ForwardProxy   `yaml:"forward_proxy"`
-	Shutdown units.Duration  `yaml:"shutdown_grace"`
+	Log      Log            `yaml:"log"`
+	HTTP     HTTP           `yaml:"http"`
+	Storage  Storage        `yaml:"storage"`
+	Redirect *Redirect      `yaml:"redirect"`
+	Mirror   *Mirror        `yaml:"mirror"`
+	Fill     Fill           `yaml:"fill"`
+	Forward  *ForwardProxy  `yaml:"forward_proxy"`
+	Shutdown units.Duration `yaml:"shutdown_grace"`
 	// Drain is how long a stopping cache in redirect mode reports itself
 	// not ready, still serving, until its origins have seen that (a 503
 	// answered at /readyz, or a not-ready heartbeat acknowledged); 0
 	// means DefaultDrain.
-	Drain units.Duration `yaml:"shutdown_drain"`
-	Middle   map[string][]Mw `yaml:"middleware"` // DTR's downstream middleware
-	Proxy    *RegistryProxy  `yaml:"proxy"`      // distribution's proxy mode
-	Ignored  RegistryKeys    `yaml:",inline"`    // other registry keys, reported as ignored
-	Unused   []string        `yaml:"-"`          // keys accepted but ignored
-	Source   string          `yaml:"-"`          // the file read
+	Drain   units.Duration  `yaml:"shutdown_drain"`
+	Middle  map[string][]Mw `yaml:"middleware"` // DTR's downstream middleware
+	Proxy   *RegistryProxy  `yaml:"proxy"`      // distribution's proxy mode
+	Ignored RegistryKeys    `yaml:",inline"`    // other registry keys, reported as ignored
+	Unused  []string        `yaml:"-"`          // keys accepted but ignored
+	Source  string          `yaml:"-"`          // the file read
 }
 
 // RegistryKeys are the top-level keys of a registry configuration that
