@@ -205,7 +205,7 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 		}
 		return nil
 	}
-	handler := serve.Instrument(log.Named("access"), serve.NewHTTPMetrics(reg), serve.Mux(srv, ready, reg))
+	handler := serve.Instrument(log.Named("access"), serve.NewHTTPMetrics(reg), drain.watchReady(serve.Mux(srv, ready, reg)))
 	// Every listener is open before anything serves, so a bad address
 	// stops the start without leaving a server running.
 	apiLn := (net.Listener)(nil)
@@ -257,6 +257,8 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 		<-gctx.Done()
 		if cfg.Redirect != nil {
 			drain.run(cfg, hb, log)
+		} else {
+			drain.begin() // nobody redirects here: answer held watches, stop
 		}
 		stopServing()
 		return nil

@@ -43,9 +43,37 @@ type drainState struct {
 	mu       sync.Mutex
 	draining bool
 	seen     chan struct{} // closed when a /readyz answered 503 while draining
+	begun    chan struct{} // closed when draining starts
 }
 
-func newDrain() *drainState { return &drainState{seen: make(chan struct{})} }
+func newDrain() *drainState {
+	return &drainState{seen: make(chan struct{}), begun: make(chan struct{})}
+}
+
+// maxWatch bounds how long a watch of /readyz is held.
+const maxWatch = 30 * time.Second
+
+// watchReady serves watches of the cache's readiness in front of h:
+// GET /readyz?wait=<duration> (at most maxWatch) from an origin's prober
+// is held until the cache starts draining or the wait ends, then answered
+// by h like any /readyz. The held connection is the origin's news of a
+// crash too: the kernel closes it when the process dies.
+func (d *drainState) watchReady(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" && r.Method == http.MethodGet && r.URL.Query().Has("wait") {
+			if wait, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && wait > 0 {
+				t := time.NewTimer(min(wait, maxWatch))
+				select {
+				case <-d.begun:
+				case <-t.C:
+				case <-r.Context().Done():
+				}
+				t.Stop()
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 var errDraining = errors.New("draining: the cache is stopping")
 
@@ -65,15 +93,24 @@ func (d *drainState) notReady() error {
 	return errDraining
 }
 
+// begin marks the cache draining: /readyz says so, held watches are
+// answered.
+func (d *drainState) begin() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.draining {
+		d.draining = true
+		close(d.begun)
+	}
+}
+
 // run drains a stopping cache: it reports not ready at once (/readyz 503,
 // a not-ready heartbeat sent now), keeps serving, and returns once the
 // origins have seen it — a probe answered or the heartbeat acknowledged,
 // then drainLinger for the clients they redirected just before — or
 // after shutdown_drain at most (a cache nobody probes).
 func (d *drainState) run(cfg *cacheSetup, hb *cache.Heartbeat, log *zap.Logger) {
-	d.mu.Lock()
-	d.draining = true
-	d.mu.Unlock()
+	d.begin()
 	wait := cfg.Drain.D()
 	if wait <= 0 {
 		wait = config.DefaultDrain

@@ -61,8 +61,33 @@ func TestDrainOnStop(t *testing.T) {
 			if code, body := get("/readyz"); code != http.StatusOK {
 				t.Fatalf("readyz before the stop: %d %s", code, body)
 			}
+			// An origin's watch, held until the stop.
+			type answer struct {
+				code int
+				at   time.Time
+			}
+			held := make(chan answer, 1)
+			go func() {
+				if !tt.probe {
+					return // nobody asks
+				}
+				resp, err := http.Get(base + "/readyz?wait=20s")
+				if err != nil {
+					held <- answer{}
+					return
+				}
+				resp.Body.Close()
+				held <- answer{resp.StatusCode, time.Now()}
+			}()
+			time.Sleep(100 * time.Millisecond) // the watch is held (it cannot answer before the stop)
 			stop() // SIGTERM
 			start := time.Now()
+			if tt.probe {
+				a := <-held
+				if a.code != http.StatusServiceUnavailable || a.at.Sub(start) > 2*time.Second {
+					t.Fatalf("the held watch: %d %s after the stop, want 503 at once", a.code, a.at.Sub(start))
+				}
+			}
 			if tt.probe {
 				for {
 					code, body := get("/readyz")

@@ -249,29 +249,127 @@ func (p *Prober) Redirected(c Cache, n Node) {
 // Probe checks every node of c now (those whose heartbeats arrive are
 // not probed) and reports whether the cache takes users.
 func (p *Prober) Probe(ctx context.Context, c Cache) bool {
-	b := p.init()
+	p.init()
 	var wg sync.WaitGroup
 	for _, n := range c.Nodes() {
-		k := health.Key{Cache: c.Name, Node: n.URL}
-		if v, ok := b.Get(k); ok && v.Mode == health.ModeHeartbeat && !v.Beat.Expired(time.Now()) {
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := health.Probe(ctx, p.Client, n.ProbeBase(), p.Timeout)
-			p.mu.Lock()
-			if p.last == nil {
-				p.last = map[health.Key]health.Result{}
-			}
-			p.last[k] = r
-			p.mu.Unlock()
-			p.record(ctx, c, k, health.ModeProbe, r)
+			p.probeNode(ctx, c, n)
 		}()
 	}
 	wg.Wait()
 	h, _ := p.cacheHealth(c)
 	return h.Healthy
+}
+
+// probeNode probes node n of c now, unless its heartbeats arrive.
+func (p *Prober) probeNode(ctx context.Context, c Cache, n Node) {
+	k := health.Key{Cache: c.Name, Node: n.URL}
+	if v, ok := p.board.Get(k); ok && v.Mode == health.ModeHeartbeat && !v.Beat.Expired(time.Now()) {
+		return
+	}
+	r := health.Probe(ctx, p.Client, n.ProbeBase(), p.Timeout)
+	p.mu.Lock()
+	if p.last == nil {
+		p.last = map[health.Key]health.Result{}
+	}
+	p.last[k] = r
+	p.mu.Unlock()
+	p.record(ctx, c, k, health.ModeProbe, r)
+}
+
+// watchHold is how long a node is asked to hold a watch of its readiness.
+const watchHold = 15 * time.Second
+
+// watch keeps a request open at node n's /readyz?wait= (the node answers
+// when it starts draining, or after watchHold), so that a node that dies
+// — its connection closed by its kernel — or starts draining is probed at
+// once instead of at the next round: the failover window shrinks from up
+// to an interval to a round trip. A node that does not hold the request
+// (an older cache) is left to the probe rounds. It returns when ctx ends.
+func (p *Prober) watch(ctx context.Context, c Cache, n Node, interval time.Duration) {
+	for ctx.Err() == nil {
+		start := time.Now()
+		ok := p.waitReady(ctx, n.ProbeBase())
+		if ctx.Err() != nil {
+			return
+		}
+		if !ok {
+			p.probeNode(ctx, c, n)
+		}
+		if ok && time.Since(start) >= watchHold/2 {
+			continue // held as asked: watch again
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// waitReady holds one watch of base's readiness and reports whether it
+// ended ready (200).
+func (p *Prober) waitReady(ctx context.Context, base string) bool {
+	ctx, cancel := context.WithTimeout(ctx, watchHold+5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+health.ReadyPath+"?wait="+watchHold.String(), nil)
+	if err != nil {
+		return false
+	}
+	resp, err := p.Client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// watchers runs one watch per node of the caches listed, and stops the
+// watches of nodes no longer listed. It is Run's, and waits for its
+// watches when ctx ends.
+type watchers struct {
+	wg      sync.WaitGroup
+	running map[string]context.CancelFunc
+}
+
+func (w *watchers) sync(ctx context.Context, p *Prober, caches []Cache, interval time.Duration) {
+	if w.running == nil {
+		w.running = map[string]context.CancelFunc{}
+	}
+	seen := map[string]bool{}
+	for _, c := range caches {
+		for _, n := range c.Nodes() {
+			id := c.Name + " " + n.URL + " " + n.ProbeBase()
+			seen[id] = true
+			if w.running[id] != nil {
+				continue
+			}
+			wctx, cancel := context.WithCancel(ctx)
+			w.running[id] = cancel
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				p.watch(wctx, c, n, interval)
+			}()
+		}
+	}
+	for id, cancel := range w.running {
+		if !seen[id] {
+			cancel()
+			delete(w.running, id)
+		}
+	}
+}
+
+func (w *watchers) stop() {
+	for _, cancel := range w.running {
+		cancel()
+	}
+	w.wg.Wait()
 }
 
 // record applies one probe of k to this replica's tracker and, when the
@@ -412,8 +510,9 @@ func (p *Prober) Forget(name string) {
 	p.mu.Unlock()
 }
 
-// Run keeps the shared verdicts current (with a Store) and probes every
-// cache each Interval (jittered by ±10 %) until ctx ends.
+// Run keeps the shared verdicts current (with a Store), probes every
+// cache each Interval (jittered by ±10 %), and holds a watch of each
+// node's readiness (watch) until ctx ends.
 func (p *Prober) Run(ctx context.Context) {
 	b := p.init()
 	interval := p.Interval
@@ -427,9 +526,12 @@ func (p *Prober) Run(ctx context.Context) {
 		defer wg.Done()
 		b.Run(ctx)
 	}()
+	var w watchers
+	defer w.stop()
 	for {
 		caches, err := p.List()
 		if err == nil {
+			w.sync(ctx, p, caches, interval)
 			now := time.Now()
 			for _, c := range caches {
 				p.expire(ctx, c, now)
