@@ -80,7 +80,7 @@ func TestDrainOnStop(t *testing.T) {
 				held <- answer{resp.StatusCode, time.Now()}
 			}()
 			time.Sleep(100 * time.Millisecond) // the watch is held (it cannot answer before the stop)
-			stop() // SIGTERM
+			stop()                             // SIGTERM
 			start := time.Now()
 			if tt.probe {
 				a := <-held
