@@ -7,7 +7,9 @@
 // short-lived signed token. Without a usable cache it serves the blob
 // itself; a cache's own request is always served, never redirected again.
 //
-// Caches and user settings live in a small Badger database under the
-// origin's data directory (the DTR /api/v0 resources), and registered
-// caches are probed at /healthz so a dead cache never breaks a pull.
+// Caches and user settings live in the origin's state store (the DTR
+// /api/v0 resources). Prober keeps a verdict per node of each registered
+// cache (package health: probes and watches of each node's /readyz, or the
+// node's heartbeats), shared by the origin replicas, and blobs go only to
+// nodes that are up, so a dead cache never breaks a pull.
 package origin
