@@ -103,22 +103,6 @@ func (t *Tracker) Observe(k Key, r Result) (up, changed bool, redirected int64) 
 	return n.up, changed, redirected
 }
 
-// Set makes k's local verdict up or down (a verdict another replica wrote,
-// or a heartbeat this one received), keeping the run counters.
-func (t *Tracker) Set(k Key, up bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.nodes == nil {
-		t.nodes = map[Key]*tracked{}
-	}
-	n := t.nodes[k]
-	if n == nil {
-		n = &tracked{}
-		t.nodes[k] = n
-	}
-	n.known, n.up = true, up
-}
-
 // Redirected counts a redirect this replica made to k; a check that then
 // finds k down reports the count (Observe).
 func (t *Tracker) Redirected(k Key) {
