@@ -51,10 +51,14 @@
 // # Crash safety
 //
 // A clean Close writes the totals and a clean-shutdown marker. Open removes
-// the marker; without it (a crash) Open reconciles: partial fills are
-// deleted, index entries without a file of the right size are dropped,
-// files without an index entry are re-hashed and adopted or removed, stray
-// LRU keys are dropped and the totals are rebuilt.
+// the marker; without it (a crash) Open moves the partial fills aside and
+// returns at once, and reconciles in the background (recovery.go): partial
+// fills are deleted, index entries without a file of the right size are
+// dropped, files without an index entry are re-hashed and adopted or
+// removed, stray LRU keys are dropped and the totals are rebuilt. Until it
+// ends, a blob is served only when the index has it with its file's size
+// (an entry whose file is missing or has another size is dropped: a miss),
+// so nothing the reconciliation would reject is served.
 //
 // The package knows nothing of HTTP: callers get io.Reader/io.ReaderAt
 // values and, for complete blobs, the *os.File for zero-copy serving.
