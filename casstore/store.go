@@ -202,9 +202,12 @@ type counters struct {
 // safe for concurrent use.
 type Store struct {
 	root string
-	opt  Options
-	log  *zap.Logger
-	db   *badger.DB
+	// blobsPrefix is root/blobs/ with the OS's separator, so blobPath is
+	// one concatenation on the hit path (no filepath.Join).
+	blobsPrefix string
+	opt         Options
+	log         *zap.Logger
+	db          *badger.DB
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -271,17 +274,18 @@ func Open(dir string, opt Options) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
-		root:      dir,
-		opt:       opt,
-		log:       opt.Logger,
-		db:        db,
-		ctx:       ctx,
-		cancel:    cancel,
-		fills:     make(map[Digest]*fill),
-		pending:   make(map[Digest]time.Time),
-		evictCh:   make(chan struct{}, 1),
-		flushCh:   make(chan struct{}, 1),
-		recovered: make(chan struct{}),
+		root:        dir,
+		blobsPrefix: filepath.Join(dir, "blobs") + string(filepath.Separator),
+		opt:         opt,
+		log:         opt.Logger,
+		db:          db,
+		ctx:         ctx,
+		cancel:      cancel,
+		fills:       make(map[Digest]*fill),
+		pending:     make(map[Digest]time.Time),
+		evictCh:     make(chan struct{}, 1),
+		flushCh:     make(chan struct{}, 1),
+		recovered:   make(chan struct{}),
 	}
 	if err := s.recover(fresh); err != nil {
 		cancel()
@@ -403,7 +407,8 @@ func syncDir(dir string) error {
 
 // blobPath is where a complete blob lives.
 func (s *Store) blobPath(d Digest) string {
-	return filepath.Join(s.root, "blobs", d.alg, d.hex[:2], d.hex)
+	const sep = string(filepath.Separator)
+	return s.blobsPrefix + d.alg + sep + d.hex[:2] + sep + d.hex
 }
 
 func (s *Store) tmpDir() string { return filepath.Join(s.root, "tmp") }
