@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"sort"
@@ -123,6 +124,7 @@ func (r *runner) concurrent(ctx context.Context, profile string, im *image, n in
 			resetLink(s)
 			rss := sampleRSS(s.pids)
 			orss := sampleRSS(originPIDs(s))
+			cpu0, clients0 := cpuSeconds(s.pids()), cpuSeconds([]int{os.Getpid()})
 			start := time.Now()
 			var wg sync.WaitGroup
 			errs := make(chan error, n)
@@ -135,6 +137,7 @@ func (r *runner) concurrent(ctx context.Context, profile string, im *image, n in
 			}
 			wg.Wait()
 			took := time.Since(start)
+			cpu, clients := cpuSeconds(s.pids())-cpu0, cpuSeconds([]int{os.Getpid()})-clients0
 			peak, opeak := rss.Peak(), orss.Peak()
 			close(errs)
 			failed := 0
@@ -147,12 +150,18 @@ func (r *runner) concurrent(ctx context.Context, profile string, im *image, n in
 			run := map[string]float64{"seconds": took.Seconds(), "wan_bytes": wanBytes(s), "failed": float64(failed)}
 			if s.pids() != nil {
 				run["peak_rss_mib"] = float64(peak) / (1 << 20)
+				run["cpu_s"] = cpu
 			}
+			// The clients run in this process (go-containerregistry, each
+			// hashing what it pulls); with the system's CPU this is the
+			// share of the machine's cores the scenario kept busy.
+			run["clients_cpu_s"] = clients
+			run["cpu_busy"] = (cpu + clients) / (took.Seconds() * float64(numCPU()))
 			if opeak > 0 {
 				run["origin_peak_rss_mib"] = float64(opeak) / (1 << 20)
 			}
 			res.Runs = append(res.Runs, run)
-			r.step("%d clients %-9s %-8s %-18s: %6.2fs, %s over the WAN, %d failed, peak RSS %s", n, im.label, profile, s.name(), took.Seconds(), mb(wanBytes(s)), failed, mb(float64(peak)))
+			r.step("%d clients %-9s %-8s %-18s: %6.2fs, %s over the WAN, %d failed, peak RSS %s, CPU %.1f s + clients %.1f s = %.0f %% of the cores", n, im.label, profile, s.name(), took.Seconds(), mb(wanBytes(s)), failed, mb(float64(peak)), cpu, clients, 100*run["cpu_busy"])
 		}
 		r.add(res)
 	}
