@@ -217,7 +217,7 @@ func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
 					rss += fmt.Sprintf(" (origin %.0f MiB)", v)
 				}
 				if v, ok := r.Median["cpu_busy"]; ok {
-					rss += fmt.Sprintf("; CPU %.1f s + clients %.1f s = %.0f %% of the cores", r.Median["cpu_s"], r.Median["clients_cpu_s"], 100*v)
+					rss += fmt.Sprintf("; CPU %.1f s + harness (clients, WAN) %.1f s = %.0f %% of the cores", r.Median["cpu_s"], r.Median["clients_cpu_s"], 100*v)
 				}
 				fmt.Fprintf(b, " %.3f | %s |", r.Median["wan_bytes"]/img, rss)
 			case "cut":

@@ -152,16 +152,17 @@ func (r *runner) concurrent(ctx context.Context, profile string, im *image, n in
 				run["peak_rss_mib"] = float64(peak) / (1 << 20)
 				run["cpu_s"] = cpu
 			}
-			// The clients run in this process (go-containerregistry, each
-			// hashing what it pulls); with the system's CPU this is the
-			// share of the machine's cores the scenario kept busy.
+			// The clients (go-containerregistry, each hashing what it pulls)
+			// and the WAN emulator run in this process; with the system's
+			// CPU this is the share of the machine's cores the scenario kept
+			// busy.
 			run["clients_cpu_s"] = clients
 			run["cpu_busy"] = (cpu + clients) / (took.Seconds() * float64(numCPU()))
 			if opeak > 0 {
 				run["origin_peak_rss_mib"] = float64(opeak) / (1 << 20)
 			}
 			res.Runs = append(res.Runs, run)
-			r.step("%d clients %-9s %-8s %-18s: %6.2fs, %s over the WAN, %d failed, peak RSS %s, CPU %.1f s + clients %.1f s = %.0f %% of the cores", n, im.label, profile, s.name(), took.Seconds(), mb(wanBytes(s)), failed, mb(float64(peak)), cpu, clients, 100*run["cpu_busy"])
+			r.step("%d clients %-9s %-8s %-18s: %6.2fs, %s over the WAN, %d failed, peak RSS %s, CPU %.1f s + harness (clients, WAN) %.1f s = %.0f %% of the cores", n, im.label, profile, s.name(), took.Seconds(), mb(wanBytes(s)), failed, mb(float64(peak)), cpu, clients, 100*run["cpu_busy"])
 		}
 		r.add(res)
 	}
