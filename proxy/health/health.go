@@ -18,6 +18,11 @@
 package health
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
 	"time"
 )
 
@@ -120,4 +125,52 @@ type Change struct {
 	// replica made to it after its last good check: users sent to a node
 	// that was, as found afterwards, already down.
 	Redirected int64
+}
+
+// Limits of a beat as the origin accepts it.
+const (
+	maxBeatBytes     = 64 << 10
+	maxBeatText      = 1 << 10 // reason, version
+	minBeatInterval  = 100 * time.Millisecond
+	maxBeatInterval  = 30 * time.Second
+	maxBeatNodeBytes = 2 << 10
+)
+
+// ParseBeat reads a heartbeat body (JSON, at most 64 KiB; unknown fields
+// are ignored, so newer caches can say more). The interval is 1s when
+// absent and clamped to [100ms, 30s], the reason and version cut to 1 KiB; a negative store
+// figure, a node URL over 2 KiB, or anything but one JSON object is an
+// error.
+func ParseBeat(r io.Reader) (Beat, error) {
+	var b Beat
+	dec := json.NewDecoder(io.LimitReader(r, maxBeatBytes+1))
+	if err := dec.Decode(&b); err != nil {
+		return Beat{}, fmt.Errorf("health: heartbeat: %w", err)
+	}
+	if dec.More() {
+		return Beat{}, errors.New("health: heartbeat: more than one JSON value")
+	}
+	if dec.InputOffset() > maxBeatBytes {
+		return Beat{}, errors.New("health: heartbeat: larger than 64 KiB")
+	}
+	if len(b.Node) > maxBeatNodeBytes {
+		return Beat{}, errors.New("health: heartbeat: node URL too long")
+	}
+	if b.StoreBytes < 0 || b.StoreMaxBytes < 0 || b.StoreBlobs < 0 {
+		return Beat{}, errors.New("health: heartbeat: negative store figures")
+	}
+	b.Reason, b.Version = cut(b.Reason), cut(b.Version)
+	if b.IntervalMillis <= 0 {
+		b.IntervalMillis = time.Second.Milliseconds() // the cache's default
+	}
+	b.IntervalMillis = min(max(b.IntervalMillis, minBeatInterval.Milliseconds()), maxBeatInterval.Milliseconds())
+	b.At = time.Time{} // set by the origin
+	return b, nil
+}
+
+func cut(s string) string {
+	if len(s) > maxBeatText {
+		return strings.ToValidUTF8(s[:maxBeatText], "")
+	}
+	return s
 }

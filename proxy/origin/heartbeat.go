@@ -2,9 +2,7 @@ package origin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -13,9 +11,6 @@ import (
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/serve"
 )
-
-// maxHeartbeatHold bounds how long a heartbeat is held for hints.
-const maxHeartbeatHold = 30 * time.Second
 
 // maxWaitingHints bounds the hints kept for one node between its beats
 // (the oldest are dropped: the user's own requests still fill).
@@ -47,8 +42,8 @@ func (s *Server) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	var b health.Beat
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&b); err != nil {
+	b, err := health.ParseBeat(r.Body)
+	if err != nil {
 		s.fail(w, r, regapi.Errorf(http.StatusBadRequest, "INVALID_JSON", "invalid heartbeat: "+err.Error(), err))
 		return
 	}
@@ -63,7 +58,6 @@ func (s *Server) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	b.IntervalMillis = min(max(b.IntervalMillis, 100), maxHeartbeatHold.Milliseconds())
 	v := s.c.Prober.Beat(r.Context(), c, n, b)
 	reply := regapi.HeartbeatReply{Healthy: v.Up, Reason: v.Reason}
 	if v.Up {
