@@ -469,6 +469,25 @@ func (p *Prober) Beat(ctx context.Context, c Cache, n Node, beat health.Beat) he
 	return out
 }
 
+// BeatLost takes node n of c down when it is in heartbeat mode and up:
+// the connection of its held beat closed before the answer (its process
+// died, or it is stopping), which says more, sooner, than two missed
+// beats.
+func (p *Prober) BeatLost(ctx context.Context, c Cache, n Node) {
+	p.init()
+	k := health.Key{Cache: c.Name, Node: n.URL}
+	now := time.Now()
+	p.write(ctx, c, k, func(cur health.Verdict, ok bool) (health.Verdict, bool) {
+		if !ok || cur.Mode != health.ModeHeartbeat || !cur.Up {
+			return cur, false
+		}
+		next := cur
+		next.Up, next.Good, next.Since, next.Checked, next.By = false, 0, now, now, p.Replica
+		next.Class, next.Reason = health.ClassHeartbeatMissed, "heartbeat connection closed"
+		return next, true
+	}, 0)
+}
+
 // expire takes down the nodes of c in heartbeat mode whose last beat is
 // older than two intervals.
 func (p *Prober) expire(ctx context.Context, c Cache, now time.Time) {

@@ -64,6 +64,15 @@ func (s *Server) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 		for _, h := range s.mail.take(r.Context(), health.Key{Cache: c.Name, Node: n.URL}, b.Interval()) {
 			reply.Hints = append(reply.Hints, *h)
 		}
+		if r.Context().Err() != nil {
+			// The node went away while its beat was held: its
+			// connection closed (the process died, or it is stopping).
+			// Down now, not two beats later.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), writeTimeout)
+			s.c.Prober.BeatLost(ctx, c, n)
+			cancel()
+			return
+		}
 	}
 	f.Result = "beat"
 	writeJSON(w, http.StatusOK, reply)

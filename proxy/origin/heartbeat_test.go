@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,4 +124,42 @@ func TestHeartbeatCache(t *testing.T) {
 		t.Errorf("no reason: %+v", st)
 	}
 	t.Logf("down %s after the last beat: %s", time.Since(start), st.Reason)
+}
+
+// TestHeartbeatsMissed: beats that stop arriving without their connection
+// closing (a partition) take the node down after two missed beats, with
+// that reason.
+func TestHeartbeatsMissed(t *testing.T) {
+	tp := newTopology(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	unreachable := "http://" + ln.Addr().String()
+	ln.Close()
+	if code, body := tp.api(t, "admin", "POST", "/api/v0/content_caches", map[string]any{
+		"name": "asia", "host": tp.cache.URL, "probeHost": unreachable, "account": "cache-asia"}); code != http.StatusCreated {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	tp.prober.Interval = 50 * time.Millisecond
+	wg.Add(1)
+	go func() { defer wg.Done(); tp.prober.Run(ctx) }()
+	beat := func() {
+		req, _ := http.NewRequest(http.MethodPost, tp.origin.URL+regapi.HeartbeatPath("asia"), strings.NewReader(`{"ready":true,"intervalMs":200}`))
+		req.SetBasicAuth("cache-asia", password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("beat: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	beat() // the first beat of a node that was down from its probe: Rise beats to come up
+	beat()
+	last := time.Now() // the last beat arrives now (and is held an interval)
+	beat()
+	tp.waitCache(t, "asia", func(s cacheState) bool { return s.Healthy && s.Mode == "heartbeat" })
+	st := tp.waitCache(t, "asia", func(s cacheState) bool { return !s.Healthy })
+	if took := time.Since(last); took < 450*time.Millisecond || !strings.Contains(st.Reason, "no heartbeat for") {
+		t.Fatalf("down %s after the last beat (%q), want after two missed beats of 200 ms", took, st.Reason)
+	}
 }
