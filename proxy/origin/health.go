@@ -231,11 +231,12 @@ func (p *Prober) NodeUp(c Cache) func(Node) bool {
 	}
 }
 
-// Heartbeating reports whether node n of c is in heartbeat mode: its
-// beats arrive (the last one is at most two intervals old).
-func (p *Prober) Heartbeating(c Cache, n Node) bool {
+// Heartbeating returns the verdict on node n of c and whether it is in
+// heartbeat mode: its beats arrive (the last one is at most two intervals
+// old; the verdict's By is the replica that took it).
+func (p *Prober) Heartbeating(c Cache, n Node) (health.Verdict, bool) {
 	v, ok := p.init().Get(health.Key{Cache: c.Name, Node: n.URL})
-	return ok && v.Mode == health.ModeHeartbeat && !v.Beat.Expired(time.Now())
+	return v, ok && v.Mode == health.ModeHeartbeat && !v.Beat.Expired(time.Now())
 }
 
 // Redirected counts a redirect to node n of c: if a check then finds the

@@ -2,14 +2,19 @@ package origin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
 	"github.com/dtrcache/dtrcache/proxy/health"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/serve"
+	"github.com/dtrcache/dtrcache/proxy/state"
+	"go.uber.org/zap"
 )
 
 // maxWaitingHints bounds the hints kept for one node between its beats
@@ -61,7 +66,13 @@ func (s *Server) serveHeartbeat(w http.ResponseWriter, r *http.Request) {
 	v := s.c.Prober.Beat(r.Context(), c, n, b)
 	reply := regapi.HeartbeatReply{Healthy: v.Up, Reason: v.Reason}
 	if v.Up {
-		for _, h := range s.mail.take(r.Context(), health.Key{Cache: c.Name, Node: n.URL}, b.Interval()) {
+		k := health.Key{Cache: c.Name, Node: n.URL}
+		wait := b.Interval()
+		stored := s.takeStoredHints(r.Context(), k)
+		if len(stored) > 0 {
+			wait = 0 // answer now with what other replicas left
+		}
+		for _, h := range append(stored, s.mail.take(r.Context(), k, wait)...) {
 			reply.Hints = append(reply.Hints, *h)
 		}
 		if r.Context().Err() != nil {
@@ -123,7 +134,7 @@ func (m *mailbox) put(k health.Key, h *regapi.PrefetchHint) {
 func (m *mailbox) take(ctx context.Context, k health.Key, wait time.Duration) []*regapi.PrefetchHint {
 	m.mu.Lock()
 	b := m.boxLocked(k)
-	if len(b.hints) == 0 {
+	if len(b.hints) == 0 && wait > 0 {
 		m.mu.Unlock()
 		t := time.NewTimer(wait)
 		select {
@@ -137,5 +148,66 @@ func (m *mailbox) take(ctx context.Context, k health.Key, wait time.Duration) []
 	out := b.hints
 	b.hints = nil
 	m.mu.Unlock()
+	return out
+}
+
+// hintsPrefix keeps the hints for nodes in heartbeat mode that were made
+// on a replica other than the one the node's beats reach:
+// hints/<cache>/<node, query-escaped>/<time>-<seq> → a PrefetchHint.
+const hintsPrefix = "hints/"
+
+// maxHintAge drops stored hints no beat took in time (their tokens
+// expire soon after anyway).
+const maxHintAge = time.Minute
+
+type storedHint struct {
+	At   time.Time           `json:"at"`
+	Hint regapi.PrefetchHint `json:"hint"`
+}
+
+func hintKeyPrefix(k health.Key) string {
+	return hintsPrefix + k.Cache + "/" + url.QueryEscape(k.Node) + "/"
+}
+
+// leaveHint delivers a hint for a node in heartbeat mode: into this
+// replica's mailbox when the node's last beat came here (v.By), else into
+// the state store, where the replica that takes the node's next beat
+// finds it (takeStoredHints).
+func (s *Server) leaveHint(ctx context.Context, k health.Key, v health.Verdict, h *regapi.PrefetchHint) {
+	if v.By == s.c.Prober.Replica {
+		s.mail.put(k, h)
+		return
+	}
+	key := fmt.Sprintf("%s%020d-%d", hintKeyPrefix(k), time.Now().UnixNano(), s.hintSeq.Add(1))
+	op, err := state.PutJSON(key, storedHint{At: time.Now(), Hint: *h})
+	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		defer cancel()
+		_, err = s.c.DB.Store().Txn(ctx, nil, op)
+	}
+	if err != nil {
+		s.c.Logger.Warn("prefetch hint for a heartbeating node not stored", zap.String("cache", k.Cache), zap.String("node", k.Node), zap.Error(err))
+	}
+}
+
+// takeStoredHints takes (deletes, each once across replicas) the hints
+// other replicas stored for k, dropping those older than maxHintAge.
+func (s *Server) takeStoredHints(ctx context.Context, k health.Key) []*regapi.PrefetchHint {
+	st := s.c.DB.Store()
+	kvs, err := st.List(ctx, hintKeyPrefix(k), "", 64)
+	if err != nil || len(kvs) == 0 {
+		return nil
+	}
+	var out []*regapi.PrefetchHint
+	for _, kv := range kvs {
+		if _, err := st.Txn(ctx, []state.Cond{{Key: kv.Key, Rev: kv.Rev}}, state.Delete(kv.Key)); err != nil {
+			continue // another replica took it
+		}
+		var sh storedHint
+		if json.Unmarshal(kv.Value, &sh) != nil || time.Since(sh.At) > maxHintAge {
+			continue
+		}
+		out = append(out, &sh.Hint)
+	}
 	return out
 }

@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dtrcache/dtrcache/proxy/cache"
+	"github.com/dtrcache/dtrcache/proxy/origin"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
+	"github.com/dtrcache/dtrcache/proxy/serve"
+	"go.uber.org/zap/zaptest"
 )
 
 // cacheState is the caches API's answer for one cache, in part.
@@ -162,4 +166,71 @@ func TestHeartbeatsMissed(t *testing.T) {
 	if took := time.Since(last); took < 450*time.Millisecond || !strings.Contains(st.Reason, "no heartbeat for") {
 		t.Fatalf("down %s after the last beat (%q), want after two missed beats of 200 ms", took, st.Reason)
 	}
+}
+
+// TestHeartbeatHintsAcrossReplicas: the node's beats reach one origin
+// replica while alice's manifest GET goes through another: the hint
+// travels through the state store and reaches the cache in the answer to
+// its next beat.
+func TestHeartbeatHintsAcrossReplicas(t *testing.T) {
+	tp := newTopology(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	unreachable := "http://" + ln.Addr().String()
+	ln.Close()
+	if code, body := tp.api(t, "admin", "POST", "/api/v0/content_caches", map[string]any{
+		"name": "asia", "host": tp.cache.URL, "probeHost": unreachable, "account": "cache-asia"}); code != http.StatusCreated {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	if code, body := tp.api(t, "alice", "PATCH", "/api/v0/accounts/alice/settings", map[string]string{"contentCache": "asia"}); code != http.StatusOK {
+		t.Fatalf("settings: %d %s", code, body)
+	}
+	log := zaptest.NewLogger(t).Named("replica2")
+	prober2 := &origin.Prober{Client: http.DefaultClient, List: tp.db.Caches, Logger: log, Replica: "replica-2", Store: tp.db.Store()}
+	backend, _ := url.Parse(tp.reg.URL)
+	srv2, err := origin.New(origin.Config{Backend: backend, Users: tp.users, Access: tp.access, Keys: tp.keys, DB: tp.db, Prober: prober2, Logger: log, PrefetchHints: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv2.Close)
+	replica2 := newHTTPServer(t, serve.Mux(srv2, nil, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Add(1)
+	go func() { defer wg.Done(); prober2.Run(ctx) }() // keeps replica 2's view of the verdicts current
+	hb := &cache.Heartbeat{URL: tp.origin.URL, Cache: "asia", Username: "cache-asia", Password: password,
+		Client: http.DefaultClient, Interval: 200 * time.Millisecond, Server: tp.cacheServer}
+	wg.Add(1)
+	go func() { defer wg.Done(); hb.Run(ctx) }()
+	tp.waitCache(t, "asia", func(s cacheState) bool { return s.Healthy && s.Mode == "heartbeat" })
+	deadline := time.Now().Add(10 * time.Second)
+	for !prober2.Up(mustCache(t, tp, "asia")) {
+		if time.Now().After(deadline) {
+			t.Fatal("replica 2 never saw the heartbeating node up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	img := tp.push(t, "website/ui:across", 43)
+	req, _ := http.NewRequest(http.MethodGet, replica2+"/v2/website/ui/manifests/across", nil)
+	req.SetBasicAuth("alice", password)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest through replica 2: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	for _, d := range blobDigests(img) {
+		if !waitHolds(t, tp.cacheStore, d) {
+			t.Fatalf("the hint made on replica 2 for %s did not reach the cache beating to replica 1", d)
+		}
+	}
+}
+
+func mustCache(t *testing.T, tp *topology, name string) origin.Cache {
+	t.Helper()
+	c, err := tp.db.Cache(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -62,11 +62,11 @@ func (s *Server) hint(ctx context.Context, t hintTarget, blobs []casstore.Digest
 }
 
 // post delivers one hint to one node: in the answer to its next
-// heartbeat for a node in heartbeat mode (the origin may not reach it),
-// else by a POST to the node.
+// heartbeat for a node in heartbeat mode (the origin may not reach it;
+// leaveHint), else by a POST to the node.
 func (s *Server) post(ctx context.Context, c Cache, n Node, h *regapi.PrefetchHint) {
-	if s.c.Prober.Heartbeating(c, n) {
-		s.mail.put(health.Key{Cache: c.Name, Node: n.URL}, h)
+	if v, ok := s.c.Prober.Heartbeating(c, n); ok {
+		s.leaveHint(ctx, health.Key{Cache: c.Name, Node: n.URL}, v, h)
 		s.c.Metrics.hinted(c.Name, len(h.Blobs))
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
@@ -75,6 +76,8 @@ type Server struct {
 	links *linkCache
 	bg    serve.Background
 	mail  mailbox // prefetch hints for nodes in heartbeat mode
+	// hintSeq orders the hints stored for other replicas.
+	hintSeq atomic.Int64
 }
 
 // New returns an origin server.
