@@ -184,8 +184,9 @@ const PullConcurrency = 3
 
 // Pull fetches an image's manifest, config and every layer, reading each
 // layer fully (go-containerregistry verifies each digest as it reads),
-// PullConcurrency layers at a time. progress, if set, is called with bytes
-// as they arrive (from several goroutines).
+// PullConcurrency layers at a time. progress, if set, is called with the
+// bytes of the config and the layers as they arrive (from several
+// goroutines), so they add up to ImageInfo.BlobBytes.
 func Pull(ctx context.Context, ref string, o RemoteOptions, progress func(n int64)) (PullResult, error) {
 	r, err := ParseRef(ref)
 	if err != nil {
@@ -199,8 +200,12 @@ func Pull(ctx context.Context, ref string, o RemoteOptions, progress func(n int6
 	if res.Digest, err = img.Digest(); err != nil {
 		return res, err
 	}
-	if _, err := img.RawConfigFile(); err != nil {
+	cfg, err := img.RawConfigFile()
+	if err != nil {
 		return res, fmt.Errorf("pull %s config: %w", ref, err)
+	}
+	if progress != nil {
+		progress(int64(len(cfg)))
 	}
 	layers, err := img.Layers()
 	if err != nil {

@@ -13,7 +13,11 @@ import (
 )
 
 // TestDemo runs the README's demo with small sizes and a short
-// WAN delay, and checks the table it prints.
+// WAN delay, and checks the table it prints and its progress: written to
+// a buffer, not a terminal, each pull prints plain progress lines (the
+// regression test of the demo's bars that showed nothing when its output
+// was a pipe or a CI log), the last one with every byte of the image and
+// the time taken, and nothing redraws a line.
 func TestDemo(t *testing.T) {
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -26,6 +30,16 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{"direct from the origin", "cold, through the cache", "warm, from the cache", "speed-up", "the cache saved", "it filled each once (3 fills"} {
 		if !strings.Contains(s, want) {
 			t.Fatalf("output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.ContainsAny(s, "\r\x1b") {
+		t.Fatalf("output for a non-terminal redraws lines (carriage returns or escapes):\n%q", s)
+	}
+	for _, pull := range []string{"direct from the origin", "cold, through the cache", "warm, from the cache"} {
+		last := regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(pull) + ` +([\d.]+ [kMG]?B) of ([\d.]+ [kMG]?B) \(100 %\), [\d.]+ [kMG]?B/s, done in \d+\.\ds$`)
+		m := last.FindStringSubmatch(s)
+		if m == nil || m[1] != m[2] {
+			t.Fatalf("no plain progress line ending the pull %q with every byte (%v):\n%s", pull, m, s)
 		}
 	}
 }
