@@ -56,9 +56,12 @@ test: deps lint test-go test-shell
 
 # demo runs the US/Asia topology and pulls through it (DEMO_FLAGS, e.g.
 # "--keep" or "--layers 8 --layer-size 64MiB"). The demo is a program of
-# the test environment (testenv/cmd/demo), not part of bin/dtrcache.
+# the test environment (testenv/cmd/demo), not part of bin/dtrcache. It
+# compiles with build's settings (CGO_ENABLED=0, -trimpath), so the two
+# share the build cache: a `make build` after it compiles only what the
+# production binary adds, not every package again.
 demo:
-	$(GO) run ./testenv/cmd/demo $(DEMO_FLAGS)
+	CGO_ENABLED=0 $(GO) run -trimpath ./testenv/cmd/demo $(DEMO_FLAGS)
 
 # bench runs the quick Go benchmarks; bench-store the ones that seed a
 # million blobs or fill 4 GiB (minutes; the 1M-blob store is kept in the
