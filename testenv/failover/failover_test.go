@@ -2,6 +2,8 @@ package failover_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -122,6 +124,14 @@ func TestKilledCache(t *testing.T) {
 	runLoop(t, s, "SIGKILL", func() { s.cache.signal(syscall.SIGKILL) }, func(failed map[int][]pull, stops []time.Time) {
 		for i, c := range clients {
 			for _, p := range failed[i] {
+				if c.retries && bodyCut(p.err) && runningAt(p, stops) {
+					// skopeo's retry (containers/common pkg/retry) does not
+					// take an unexpected EOF for a network error: a blob
+					// whose bytes were on the way when the cache died
+					// fails the copy. The client's limit, said so.
+					t.Logf("%s: a pull running at a kill failed on a cut body, which its retries do not cover: %s", c.name, short(p.err))
+					continue
+				}
 				if c.retries {
 					t.Errorf("%s retries, yet a pull failed: %s", c.name, short(p.err))
 					continue
@@ -132,6 +142,22 @@ func TestKilledCache(t *testing.T) {
 			}
 		}
 	})
+}
+
+// bodyCut reports whether a pull failed because a response body ended
+// early.
+func bodyCut(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "unexpected EOF")
+}
+
+// runningAt reports whether a pull was running when a stop came.
+func runningAt(p pull, stops []time.Time) bool {
+	for _, k := range stops {
+		if p.start.Before(k) && p.end.After(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // nearStop reports whether a pull was running when a stop came, or
