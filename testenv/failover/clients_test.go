@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -27,16 +28,61 @@ type client struct {
 	pull    func(ctx context.Context, s *stack, dir string) error
 }
 
-// The clients of the loops. Docker itself is not run (no engine with an
-// image to run here); "docker-like" is go-containerregistry with what
+// The clients of the loops, and Docker where an engine answers
+// (loopClients). "docker-like" is go-containerregistry with what
 // Docker's puller adds on top of one request: a failed layer download is
 // tried again from the registry's URL (the origin) after a pause.
-var clients = []client{
+var baseClients = []client{
 	{"skopeo --retry-times 3", true, skopeoPull(3)},
 	{"skopeo", false, skopeoPull(0)},
 	{"go-containerregistry (its retry transport)", false, ggcrPull(true, 0)},
 	{"go-containerregistry (no retries)", false, ggcrPull(false, 0)},
 	{"docker-like (config and layers retried)", true, ggcrPull(true, 3)},
+}
+
+// loopClients are the clients of the loops on this machine: the base ones
+// and Docker where an engine answers (one worker: the engine pulls one
+// image at a time and the pull is undone after each).
+func loopClients(t *testing.T, s *stack) []client {
+	cs := append([]client(nil), baseClients...)
+	if exec.Command("docker", "info").Run() != nil {
+		t.Log("no Docker engine answers 'docker info': Docker is not among the clients")
+		return cs
+	}
+	cfg := s.path("docker")
+	login := exec.Command("docker", "login", s.origin, "-u", "alice", "--password-stdin")
+	login.Env = append(os.Environ(), "DOCKER_CONFIG="+cfg)
+	login.Stdin = strings.NewReader(password)
+	if out, err := login.CombinedOutput(); err != nil {
+		t.Logf("docker login failed (%v: %s): Docker is not among the clients", err, out)
+		return cs
+	}
+	return append(cs, client{"docker (its own retries)", true, dockerPull(cfg)})
+}
+
+// dockerPull pulls with the Docker engine, checks the image's digest and
+// removes the image again (so the next pull downloads every layer).
+func dockerPull(cfg string) func(ctx context.Context, s *stack, dir string) error {
+	return func(ctx context.Context, s *stack, dir string) error {
+		docker := func(args ...string) (string, error) {
+			cmd := exec.CommandContext(ctx, "docker", args...)
+			cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+cfg)
+			out, err := cmd.CombinedOutput()
+			return strings.TrimSpace(string(out)), err
+		}
+		if out, err := docker("image", "pull", "--quiet", s.ref); err != nil {
+			return fmt.Errorf("docker pull: %v: %s", err, out)
+		}
+		defer docker("image", "rm", s.ref)
+		out, err := docker("image", "inspect", "--format", "{{join .RepoDigests \" \"}}", s.ref)
+		if err != nil {
+			return fmt.Errorf("docker inspect: %v: %s", err, out)
+		}
+		if !strings.Contains(out, s.manifest.String()) {
+			return fmt.Errorf("docker pulled %s, want %s", out, s.manifest)
+		}
+		return nil
+	}
 }
 
 func skopeoPull(retries int) func(ctx context.Context, s *stack, dir string) error {
@@ -140,10 +186,10 @@ type pull struct {
 func pullLoop(ctx context.Context, s *stack, perClient int, stop <-chan struct{}) []pull {
 	var workers []int
 	for len(workers) < 8 {
-		workers = append(workers, len(workers)%len(clients))
+		workers = append(workers, len(workers)%len(s.clients))
 	}
 	var mu sync.Mutex
-	counts := make([]int, len(clients))
+	counts := make([]int, len(s.clients))
 	var pulls []pull
 	var wg sync.WaitGroup
 	for w, ci := range workers {
@@ -166,7 +212,7 @@ func pullLoop(ctx context.Context, s *stack, perClient int, stop <-chan struct{}
 				dir := filepath.Join(s.dir, fmt.Sprintf("pull-%d-%d", w, n))
 				p := pull{client: ci, start: time.Now()}
 				pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-				p.err = clients[ci].pull(pctx, s, dir)
+				p.err = s.clients[ci].pull(pctx, s, dir)
 				cancel()
 				p.end = time.Now()
 				os.RemoveAll(dir)

@@ -57,7 +57,7 @@ func disrupt(t *testing.T, s *stack, stopCache func(), stop <-chan struct{}) (at
 
 // report logs per client the pulls made and failed, and returns the
 // failures by client.
-func report(t *testing.T, what string, pulls []pull, stops []time.Time, windows []time.Duration) map[int][]pull {
+func report(t *testing.T, s *stack, what string, pulls []pull, stops []time.Time, windows []time.Duration) map[int][]pull {
 	failed := map[int][]pull{}
 	made := map[int]int{}
 	for _, p := range pulls {
@@ -68,7 +68,7 @@ func report(t *testing.T, what string, pulls []pull, stops []time.Time, windows 
 	}
 	slices.Sort(windows)
 	t.Logf("%s: %d stops; failover windows (stop → the origin no longer redirects) %v", what, len(stops), windows)
-	for i, c := range clients {
+	for i, c := range s.clients {
 		t.Logf("%s: %-45s %3d pulls, %2d failed", what, c.name, made[i], len(failed[i]))
 		for n, p := range failed[i] {
 			if n == 3 {
@@ -122,7 +122,7 @@ func abs(d time.Duration) time.Duration {
 func TestKilledCache(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	runLoop(t, s, "SIGKILL", func() { s.cache.signal(syscall.SIGKILL) }, func(failed map[int][]pull, stops []time.Time) {
-		for i, c := range clients {
+		for i, c := range s.clients {
 			for _, p := range failed[i] {
 				if c.retries && bodyCut(p.err) && runningAt(p, stops) {
 					// skopeo's retry (containers/common pkg/retry) does not
@@ -176,7 +176,7 @@ func nearStop(p pull, stops []time.Time) bool {
 func TestStoppedCache(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	runLoop(t, s, "SIGTERM", func() { s.cache.signal(syscall.SIGTERM) }, func(failed map[int][]pull, stops []time.Time) {
-		for i, c := range clients {
+		for i, c := range s.clients {
 			for _, p := range failed[i] {
 				t.Errorf("%s: a pull failed across a planned stop (started %s): %s", c.name, since(p.start, stops), short(p.err))
 			}
@@ -187,6 +187,7 @@ func TestStoppedCache(t *testing.T) {
 func runLoop(t *testing.T, s *stack, what string, stopCache func(), check func(map[int][]pull, []time.Time)) {
 	ctx, cancel := context.WithTimeout(context.Background(), loopFor+time.Minute)
 	defer cancel()
+	s.clients = loopClients(t, s)
 	stop := make(chan struct{})
 	type disrupted struct {
 		at      []time.Time
@@ -203,7 +204,7 @@ func runLoop(t *testing.T, s *stack, what string, stopCache func(), check func(m
 		close(stop)
 	}
 	d := <-dc
-	failed := report(t, what, pulls, d.at, d.windows)
+	failed := report(t, s, what, pulls, d.at, d.windows)
 	if len(d.at) == 0 {
 		t.Fatal("the loop ended before the cache was stopped once")
 	}

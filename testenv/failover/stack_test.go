@@ -84,6 +84,7 @@ type stack struct {
 	cacheN     int
 	ref        string
 	manifest   v1.Hash
+	clients    []client // the clients of the loops
 	layers     []v1.Hash
 }
 
@@ -172,7 +173,7 @@ caches: {health_interval: 1s}
 	if code, body := s.api("alice", "PATCH", "/api/v0/accounts/alice/settings", map[string]string{"contentCache": "asia"}); code != http.StatusOK {
 		t.Fatalf("alice's settings: %d %s", code, body)
 	}
-	img, err := testenv.GenerateImage(testenv.ImageSpec{Layers: 4, LayerSize: 2 << 20, Seed: 19})
+	img, err := testenv.GenerateImage(testenv.ImageSpec{Layers: 4, LayerSize: 2 << 20, Seed: 19, Realistic: true})
 	if err != nil {
 		t.Fatal(err)
 	}
