@@ -2,7 +2,7 @@
 # install-deps.sh installs what dtrcache's tests need on a fresh Debian machine:
 # the Debian packages for the real peers and clients (skopeo, docker-registry,
 # nginx, haproxy, wrk, prometheus, chromium for the console's browser tests), the Go lint
-# tools, helm, and the mirroring peers of the benchmarks (regsync, crane). It does
+# tools, helm, etcd, and the mirroring peers of the benchmarks (regsync, crane). It does
 # nothing for what is already there.
 set -euo pipefail
 
@@ -36,6 +36,13 @@ if [ ! -x "$gobin/helm" ]; then
 	# Compiles for minutes; once per machine.
 	echo "install-deps: installing helm"
 	go install helm.sh/helm/v3/cmd/helm@v3.22.0
+fi
+# etcd as a separate process (test-ha.sh, the redirect benchmark, the compose
+# profile ha): the server at the version go.mod pins for testenv/etcdtest,
+# built static from testenv/cmd/etcd.
+if [ ! -x "$gobin/etcd" ]; then
+	echo "install-deps: building etcd (testenv/cmd/etcd)"
+	(cd "$(dirname "$0")/../.." && CGO_ENABLED=0 go build -trimpath -o "$gobin/etcd" ./testenv/cmd/etcd)
 fi
 # The mirroring benchmark's peers (benchmarks/, `make bench-report`, and the
 # quick form in test-bench-quick.sh): regclient's regsync and
