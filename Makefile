@@ -9,7 +9,8 @@ export PATH := $(GOBIN):$(PATH)
 IMAGE         ?= dtrcache:dev
 TESTENV_IMAGE ?= dtrcache-testenv:dev
 COMPOSE       ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
-TESTENV_TOOLS := registry wan seed probe splitproxy
+ETCD_IMAGE    ?= dtrcache-etcd:dev
+TESTENV_TOOLS := registry wan seed probe splitproxy hainit
 
 all: build
 
@@ -92,14 +93,17 @@ fuzz:
 	  done; \
 	done
 
-# dist assembles the image build contexts: static binaries, CA
+# dist assembles the image build contexts (dtrcache, the test environment,
+# etcd for the compose profile ha): static binaries, CA
 # certificates and a non-root user, so the images build FROM scratch
 # without pulling anything.
 dist: build
-	rm -rf dist && mkdir -p dist/dtrcache/var/lib/dtrcache dist/testenv/data
+	rm -rf dist && mkdir -p dist/dtrcache/var/lib/dtrcache dist/testenv/data dist/etcd/data
 	cp $(BIN) dist/dtrcache/dtrcache
 	for t in $(TESTENV_TOOLS); do CGO_ENABLED=0 $(GO) build -trimpath -o dist/testenv/$$t ./testenv/cmd/$$t || exit 1; done
-	for d in dist/dtrcache dist/testenv; do \
+	CGO_ENABLED=0 $(GO) build -trimpath -o dist/etcd/etcd ./testenv/cmd/etcd
+	cp dist/testenv/probe dist/etcd/probe
+	for d in dist/dtrcache dist/testenv dist/etcd; do \
 	  cp /etc/ssl/certs/ca-certificates.crt $$d/ && \
 	  printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/var/lib/dtrcache:/sbin/nologin\n' > $$d/passwd && \
 	  printf 'root:x:0:\nnonroot:x:65532:\n' > $$d/group; done
@@ -107,6 +111,7 @@ dist: build
 image: dist
 	docker build -q -t $(IMAGE) -f Dockerfile dist/dtrcache
 	docker build -q -t $(TESTENV_IMAGE) -f testenv/Dockerfile dist/testenv
+	docker build -q -t $(ETCD_IMAGE) -f testenv/Dockerfile.etcd dist/etcd
 
 # up starts the compose stack and waits until the seed job has finished.
 up: image

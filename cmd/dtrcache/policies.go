@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,6 +26,17 @@ const (
 	defaultJobRetention = 30 * 24 * time.Hour
 	pruneEvery          = time.Hour
 )
+
+// replicaName names this origin replica in job records and logs: the
+// host name and the listen port, so two replicas on one machine (or two
+// containers sharing a host name) are told apart.
+func replicaName(addr string) string {
+	host, _ := os.Hostname()
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "" {
+		return host + ":" + port
+	}
+	return host
+}
 
 // checkPolicies checks the policies section (called by checkOrigin).
 func checkPolicies(p *config.Problems, cfg *config.Origin) {
@@ -125,9 +137,8 @@ func newPolicyEngine(ctx context.Context, cfg *config.Origin, store state.Store,
 	if hooks.job != nil {
 		queue.Hook = hooks.job(svc) // before any job moves: the runner starts later
 	}
-	replica, _ := os.Hostname()
 	runner := &jobs.Runner{Queue: queue, Executors: svc.Executors(), Classify: policies.Classify, Workers: pc.Workers,
-		Replica: replica, Logger: log.Named("jobs"), Metrics: jobs.NewMetrics(reg)}
+		Replica: replicaName(cfg.HTTP.Addr), Logger: log.Named("jobs"), Metrics: jobs.NewMetrics(reg)}
 	e := &policyEngine{svc: svc, queue: queue, runner: runner, retention: pc.Retention.D(), log: log}
 	if e.retention == 0 {
 		e.retention = defaultJobRetention
