@@ -4,7 +4,7 @@ BIN     ?= bin/dtrcache
 GOBIN   := $(shell $(GO) env GOPATH)/bin
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: all build deps lint test test-go test-shell bench bench-store bench-report bench-state fuzz clean dist image up down demo release
+.PHONY: all build deps lint test test-go test-shell bench bench-store bench-report bench-state bench-redirect fuzz clean dist image up down demo release
 
 IMAGE         ?= dtrcache:dev
 TESTENV_IMAGE ?= dtrcache-testenv:dev
@@ -83,6 +83,12 @@ bench-report: deps
 # etcd, in one run (transactions, job claims, watch latency).
 bench-state:
 	$(GO) test -run '^$$' -bench . -benchtime 2s -count 3 ./proxy/state/etcdstate/
+
+# bench-redirect loads one origin replica's redirect path with wrk
+# (authorized blob GETs answered 307), on Badger and on a one-member etcd
+# process (benchmarks/redirect/run.sh; OUT=file writes the table).
+bench-redirect: build
+	BIN=$(abspath $(BIN)) benchmarks/redirect/run.sh
 
 # fuzz runs every fuzz target for FUZZTIME each (default 20s).
 FUZZTIME ?= 20s

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/proxy/state"
+	"github.com/dtrcache/dtrcache/proxy/state/etcdstate"
+	"github.com/dtrcache/dtrcache/testenv/etcdtest"
 	"go.uber.org/zap"
 )
 
@@ -31,13 +33,27 @@ func (c *countingReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // BenchmarkEmitAndDeliver: 1,000 events emitted one transaction each (as
-// 1,000 pushes would), delivered to a loopback receiver. Each event needs
-// one synced store write (its outbox entry) and one POST, in two stages
-// that overlap (cursor writes are batched); the limit is the slower stage
-// alone, measured in the same run, and of-limit the pipeline against it.
+// 1,000 pushes would), delivered to a loopback receiver, on Badger and on
+// a one-member etcd (WAL synced) in the same run. Each event needs one
+// synced store write (its outbox entry) and one POST, in two stages that
+// overlap (cursor writes are batched); the limit is the slower stage
+// alone, measured in the same run on the same store, and of-limit the
+// pipeline against it.
 func BenchmarkEmitAndDeliver(b *testing.B) {
+	b.Run("badger", func(b *testing.B) { benchEmitAndDeliver(b, newStore(b)) })
+	b.Run("etcd", func(b *testing.B) {
+		c := etcdtest.Start(b, 1, etcdtest.Options{})
+		s, err := etcdstate.Open(context.Background(), etcdstate.Config{Endpoints: c.Endpoints(), Prefix: "/bench-events/", Logger: zap.NewNop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		benchEmitAndDeliver(b, s)
+	})
+}
+
+func benchEmitAndDeliver(b *testing.B, store state.Store) {
 	const events = 1000
-	store := newStore(b)
 	rc := &countingReceiver{done: make(chan struct{}, 1)}
 	srv := httptest.NewServer(rc)
 	b.Cleanup(srv.Close)
