@@ -60,7 +60,9 @@ run() {
 			--listen-peer-urls "http://$peer" --initial-advertise-peer-urls "http://$peer" --initial-cluster "bench=http://$peer" --log-level warn
 		ETCDPID=${PIDS[-1]}
 		wait_http "http://$client/health"
-		state="state: {etcd: {endpoints: [http://$client], prefix: /bench/}}"
+		[ -e "$WORK/secrets.key" ] || { head -c 32 /dev/urandom >"$WORK/secrets.key" && chmod 600 "$WORK/secrets.key"; }
+		state="state: {etcd: {endpoints: [http://$client], prefix: /bench/}}
+policies: {secret_key: $WORK/secrets.key}"
 		;;
 	esac
 	cat >"$WORK/origin-$store.yml" <<YAML
