@@ -112,9 +112,12 @@ YAML
 	if [ "$store" = etcd ]; then kill "$ETCDPID"; wait "$ETCDPID" 2>/dev/null || true; fi
 }
 
+# run runs in this shell (not in a $(…) subshell), so every process it
+# starts is in PIDS and killed on exit, also when it fails.
 results=()
 for s in $STORES; do
-	results+=("$(run "$s")")
+	run "$s" >"$WORK/result-$s"
+	results+=("$(cat "$WORK/result-$s")")
 done
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 table="| state store | redirects/s | p50 | p99 | max | answers not 307 | socket errors |
