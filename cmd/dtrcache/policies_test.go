@@ -37,7 +37,7 @@ const testPasswordHash = "$2a$10$N3N0cxJHa5KfodDks9hHNOpix3AsPJZTDpfG1HT8CfF1Pu2
 // originFiles writes an origin's configuration under dir: users admin,
 // alice, bob and mirror; access rules; keys made at start; extra is
 // appended to origin.yml. It returns the path of origin.yml.
-func originFiles(t *testing.T, dir, backend, access, extra string) string {
+func originFiles(t testing.TB, dir, backend, access, extra string) string {
 	t.Helper()
 	var htpasswd strings.Builder
 	for _, u := range []string{"admin", "alice", "bob", "mirror"} {
@@ -69,7 +69,7 @@ type inProcessOrigin struct {
 	stop func()
 }
 
-func startOriginAt(t *testing.T, path, addr string) *inProcessOrigin {
+func startOriginAt(t testing.TB, path, addr string) *inProcessOrigin {
 	t.Helper()
 	cfg, err := loadOriginConfig(path, "", "", "")
 	if err != nil {
@@ -156,7 +156,7 @@ func TestOriginChildProcess(t *testing.T) {
 	os.Exit(run(ctx, []string{"origin", "--config", path, "--addr", os.Getenv("DTRCACHE_TEST_ORIGIN_ADDR"), "--log-format", "console"}, os.Stdout, os.Stderr))
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -166,7 +166,7 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func waitHTTP(t *testing.T, url string) {
+func waitHTTP(t testing.TB, url string) {
 	t.Helper()
 	waitUntil(t, 30*time.Second, "ready: "+url, func() bool {
 		resp, err := http.Get(url)
@@ -178,7 +178,7 @@ func waitHTTP(t *testing.T, url string) {
 	})
 }
 
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitUntil(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -190,7 +190,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // api calls an origin's API as user (password "dtrcache").
-func api(t *testing.T, base, user, method, path, body string, out any) int {
+func api(t testing.TB, base, user, method, path, body string, out any) int {
 	t.Helper()
 	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 	if err != nil {
@@ -595,7 +595,7 @@ repositories:
 	reader.finish(t)
 }
 
-func pushImage(t *testing.T, ref string, o testenv.RemoteOptions, layers int, size int64, seed uint64) v1.Image {
+func pushImage(t testing.TB, ref string, o testenv.RemoteOptions, layers int, size int64, seed uint64) v1.Image {
 	t.Helper()
 	img, err := testenv.GenerateImage(testenv.ImageSpec{Layers: layers, LayerSize: size, Seed: seed})
 	if err != nil {

@@ -95,3 +95,76 @@ func TestStallTimeoutIsASetting(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsConfiguration: the events section's problems are reported
+// with the file's others, each naming its key (and line, for what does
+// not decode); a notifications secret file others may read is refused,
+// a good one is read.
+func TestEventsConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open.secret")
+	os.WriteFile(open, []byte("a-secret-long-enough-1234\n"), 0o644)
+	short := filepath.Join(dir, "short.secret")
+	os.WriteFile(short, []byte("short\n"), 0o600)
+	good := filepath.Join(dir, "good.secret")
+	os.WriteFile(good, []byte("a-secret-long-enough-1234\n"), 0o600)
+	for _, f := range []string{"htpasswd", "access.yml"} {
+		os.WriteFile(filepath.Join(dir, f), nil, 0o600)
+	}
+	base := `backend: {url: 'http://127.0.0.1:5000'}
+auth: {htpasswd: ` + filepath.Join(dir, "htpasswd") + `}
+policy: ` + filepath.Join(dir, "access.yml") + `
+data_dir: ` + dir + `
+keys: {dir: ` + dir + `}
+`
+	for _, tt := range []struct {
+		name, events string
+		want         []string
+	}{
+		{"values", `events:
+  max_attempts: -1
+  max_failure_time: soon
+  backoff_min: 1ms
+  retention: 10s
+  allow_private: [10.0.0.0/33]
+  host: https://dtr.example.org
+  dedupe_grace: 2m
+  timeot: 5s
+`, []string{
+			"events.max_attempts: must be between 0 (the default, 20) and 10000, got -1",
+			`events.max_failure_time: invalid duration "soon" (want e.g. 24h, 90s, 7d) (line 8)`,
+			"events.backoff_min: at least 10ms, got 1ms",
+			"events.retention: at least 1m, got 10s",
+			"events.allow_private[0]:",
+			`events.host: want the registry host clients use (host or host:port), got "https://dtr.example.org"`,
+			"events.dedupe_grace: between 100ms and 1m, got 2m0s",
+			`events.timeot: unknown key "timeot" (line 14)`,
+		}},
+		{"readable secret", "events: {notifications: {secret_file: " + open + "}}\n",
+			[]string{"events.notifications.secret_file: " + open + " has mode -rw-r--r--: readable by others; chmod 600 it"}},
+		{"short secret", "events: {notifications: {secret_file: " + short + "}}\n",
+			[]string{"events.notifications.secret_file: the secret is 5 characters: use at least 16"}},
+		{"missing secret", "events: {notifications: {secret_file: " + filepath.Join(dir, "none") + "}}\n",
+			[]string{"events.notifications.secret_file: stat "}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, tt.name+".yml")
+			os.WriteFile(path, []byte(base+tt.events), 0o600)
+			_, err := loadOriginConfig(path, "", "", "")
+			for _, want := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not contain %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+	path := filepath.Join(dir, "good.yml")
+	os.WriteFile(path, []byte(base+"events: {notifications: {secret_file: "+good+"}, max_attempts: 5}\n"), 0o600)
+	cfg, err := loadOriginConfig(path, "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Events.Notifications.Secret != "a-secret-long-enough-1234" || cfg.Events.MaxAttempts != 5 {
+		t.Fatalf("events: %+v", cfg.Events)
+	}
+}
