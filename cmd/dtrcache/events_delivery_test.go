@@ -294,4 +294,3 @@ func TestEventsSurviveSIGKILL(t *testing.T) {
 	uniqueEvents(t, got)
 	t.Logf("%d deliveries of %d events after the restart", len(tagsOf(got, id)), len(idOf))
 }
-

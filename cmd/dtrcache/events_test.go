@@ -159,7 +159,7 @@ func (rc *hookReceiver) subscribe(t testing.TB, base, user string, typ events.Ty
 func eventKey(ev events.Event) string {
 	var c struct {
 		Namespace, Repository, Tag, Source, Event, Name, State string
-		Target                                             events.ImageRef
+		Target                                                 events.ImageRef
 	}
 	json.Unmarshal(ev.Contents, &c)
 	repo := events.JoinName(c.Namespace, c.Repository)
@@ -287,7 +287,7 @@ func registryCall(t *testing.T, method, url, user, header string) (int, string) 
 }
 
 // healthServer is what the origin probes of a registered cache
-// (/healthz), on a fixed loopback address so that it can be stopped and
+// (/healthz and /readyz), on a fixed loopback address so that it can be stopped and
 // started again.
 type healthServer struct {
 	addr string
@@ -305,7 +305,7 @@ func startHealth(t *testing.T, addr string) *healthServer {
 	})
 	h := &healthServer{addr: ln.Addr().String(), done: make(chan struct{})}
 	h.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 			io.WriteString(w, "ok")
 			return
 		}
@@ -419,7 +419,7 @@ func TestEventsAtTheOrigin(t *testing.T) {
 	pushImage(t, backend.Host+"/team/last:1.0", testenv.RemoteOptions{}, 1, 512, 5)
 	expect("MANIFEST_PUSH team/last registry", "TAG_PUSH team/last:1.0 registry", "REPO_EVENT REPO_CREATED team/last")
 
-	got := rc.waitFor(t, 60*time.Second, "the last push and CACHE_UP", func(ds []hookDelivery) bool {
+	rc.waitFor(t, 60*time.Second, "the last push and CACHE_UP", func(ds []hookDelivery) bool {
 		var last, up bool
 		for _, d := range ds {
 			k := eventKey(d.ev)
@@ -428,7 +428,7 @@ func TestEventsAtTheOrigin(t *testing.T) {
 		}
 		return last && up
 	})
-	got = rc.waitFor(t, 10*time.Second, "the last push's every event", func(ds []hookDelivery) bool {
+	got := rc.waitFor(t, 10*time.Second, "the last push's every event", func(ds []hookDelivery) bool {
 		return slices.ContainsFunc(ds, func(d hookDelivery) bool { return eventKey(d.ev) == "TAG_PUSH team/last:1.0 registry" }) &&
 			slices.ContainsFunc(ds, func(d hookDelivery) bool { return eventKey(d.ev) == "MANIFEST_PUSH team/last registry" })
 	})
