@@ -267,18 +267,19 @@ func (s *Store) removeBlobs(ds []Digest, counter *atomic.Int64) (n, bytes int64,
 	if err != nil {
 		return 0, 0, fmt.Errorf("casstore: remove from index: %w", err)
 	}
-	if counter != nil {
-		counter.Add(n)
-		s.c.evictedBytes.Add(bytes)
-	}
-	s.blobs.Add(-n)
-	s.bytes.Add(-bytes)
-	unlock()
+	// The files go before the totals move, so that once Stats shows a blob
+	// gone, Stat and Open do not find it either.
 	var errs []error
 	for _, d := range removed {
 		if err := os.Remove(s.blobPath(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
+	if counter != nil {
+		counter.Add(n)
+		s.c.evictedBytes.Add(bytes)
+	}
+	s.blobs.Add(-n)
+	s.bytes.Add(-bytes)
 	return n, bytes, errors.Join(errs...)
 }
