@@ -372,3 +372,20 @@ func (b *Blob) Wait(ctx context.Context) error {
 		}
 	}
 }
+
+// Progress returns how many of the blob's bytes have landed on disk and
+// its size: (size, size) for a blob that was complete when opened or
+// whose fill is verified. Background work such as prefetching uses it to
+// see how far a fill a client waits for has come.
+func (b *Blob) Progress() (landed, size int64) {
+	if b.file != nil {
+		return b.size, b.size
+	}
+	f := b.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.verified || f.phase == phaseCommitted {
+		return f.m.size, f.m.size
+	}
+	return f.m.total, f.m.size
+}

@@ -525,3 +525,38 @@ func TestBlobWait(t *testing.T) {
 		t.Fatalf("Wait on a corrupt fill = %v", err)
 	}
 }
+
+// TestProgress: a fill's readers see how many bytes have landed, and the
+// whole size once the blob is verified or complete.
+func TestProgress(t *testing.T) {
+	s := newTestStore(t, Options{})
+	data, d := randomBlob(t, 1<<20)
+	src := newTestSource(data)
+	half := int64(len(data) / 2)
+	src.gate, src.gateAt = make(chan struct{}), half
+	b, _, err := s.Fill(context.Background(), d, src, FillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitFor(t, func() bool { landed, _ := b.Progress(); return landed >= half })
+	if landed, size := b.Progress(); landed != half || size != int64(len(data)) {
+		t.Fatalf("held at half: Progress = %d, %d; want %d, %d", landed, size, half, len(data))
+	}
+	close(src.gate)
+	if err := b.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if landed, size := b.Progress(); landed != size || size != int64(len(data)) {
+		t.Fatalf("verified: Progress = %d, %d; want %d twice", landed, size, len(data))
+	}
+	waitFor(t, func() bool { return s.Stats().FillsInFlight == 0 })
+	hit, res, err := s.Fill(context.Background(), d, src, FillOptions{})
+	if err != nil || res != Hit {
+		t.Fatalf("Fill = %v, %v; want hit", res, err)
+	}
+	defer hit.Close()
+	if landed, size := hit.Progress(); landed != size || size != int64(len(data)) {
+		t.Fatalf("complete: Progress = %d, %d; want %d twice", landed, size, len(data))
+	}
+}

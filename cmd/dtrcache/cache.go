@@ -130,10 +130,11 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 		return s, nil
 	}
 	srv := &cache.Server{
-		Fill:     cfg.fill,
-		Prefetch: cfg.prefetch,
-		Logger:   log,
-		Metrics:  cache.NewMetrics(reg),
+		Fill:                 cfg.fill,
+		Prefetch:             cfg.prefetch,
+		PrefetchWhileAwaited: cfg.prefetchWhileAwaited,
+		Logger:               log,
+		Metrics:              cache.NewMetrics(reg),
 	}
 	var keys *policy.RemoteKeys
 	if r := cfg.Redirect; r != nil {

@@ -34,6 +34,8 @@ type cacheSetup struct {
 	store    casstore.Options
 	fill     casstore.FillOptions
 	prefetch int
+	// prefetchWhileAwaited is cache.Server.PrefetchWhileAwaited.
+	prefetchWhileAwaited int
 	// rules are the forward proxy's rules; nil without forward_proxy.
 	rules *forward.Rules
 }
@@ -99,6 +101,7 @@ func prepareCache(cfg *config.Cache) (*cacheSetup, error) {
 		checkMirror(&p, m)
 	}
 	s.fill, s.prefetch = checkFill(&p, cfg.Fill)
+	s.prefetchWhileAwaited = checkPrefetchWhileAwaited(&p, cfg.Fill)
 	if f := cfg.Forward; f != nil {
 		s.rules = checkForward(&p, f)
 	}
@@ -150,6 +153,22 @@ func checkFill(p *config.Problems, f config.Fill) (casstore.FillOptions, int) {
 		p.Add("fill.prefetch", "must be between 0 (off) and %d, got %d", maxPrefetch, prefetch)
 	}
 	return fill, prefetch
+}
+
+// checkPrefetchWhileAwaited checks fill.prefetch_while_awaited and returns
+// it as cache.Server.PrefetchWhileAwaited takes it (-1 for none).
+func checkPrefetchWhileAwaited(p *config.Problems, f config.Fill) int {
+	if f.PrefetchWhileAwaited == nil {
+		return cache.DefaultPrefetchWhileAwaited
+	}
+	n := *f.PrefetchWhileAwaited
+	if n < 0 || n > maxPrefetch {
+		p.Add("fill.prefetch_while_awaited", "must be between 0 and %d, got %d", maxPrefetch, n)
+	}
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // checkForward checks the forward_proxy section and returns its rules,

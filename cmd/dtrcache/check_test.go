@@ -35,6 +35,7 @@ func TestCacheConfigValuesNameTheKey(t *testing.T) {
 		{"high watermark", "storage: {root: /x, high_watermark: 1.5}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\n", "storage.high_watermark: must be in (0, 1]"},
 		{"small chunks", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nfill: {chunk_size: 4KiB}\n", "fill.chunk_size: must be at least 64KiB"},
 		{"prefetch", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nfill: {prefetch: 65}\n", "fill.prefetch: must be between 0 (off) and 64"},
+		{"prefetch while awaited", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nfill: {prefetch_while_awaited: -1}\n", "fill.prefetch_while_awaited: must be between 0 and 64"},
 		{"bad mirror name", "storage: {root: /x}\nmirror: {upstreams: [{name: Hub, url: 'http://a'}]}\n", `mirror.upstreams[0].name: invalid or missing name "Hub"`},
 	}
 	for _, tt := range tests {

@@ -62,6 +62,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 		return upstreamError(err, regapi.CodeBlobUnknown)
 	}
 	defer blob.Close()
+	defer s.await(a.store, d, blob)()
 	switch {
 	case res == casstore.Miss && a.up != nil:
 		s.Mirror.markLinked(a.up, route.Name, d) // its first stream came from route.Name

@@ -23,6 +23,16 @@ import (
 // fills that are already running, which hides a round trip per blob and
 // the client's own limit on parallel downloads.
 
+// Order: clients ask for an image's blobs in manifest order (skopeo one at
+// a time, Docker three at a time), so prefetch fills start in that order
+// and give the link to the blobs someone waits for. A fill is wanted when
+// a client reads it (it joined or started it) or when it is the lead of
+// its manifest: the earliest of its blobs not yet filled, which the
+// client asks for next. While a wanted fill is below awaitedNearDone of
+// its bytes, at most Server.PrefetchWhileAwaited other prefetch fills run;
+// otherwise up to Server.Prefetch. Fills already running are never
+// stopped: the rule holds back the next start.
+
 // prefetchJob is one blob to fetch in the background.
 type prefetchJob struct {
 	store  *casstore.Store
@@ -30,20 +40,62 @@ type prefetchJob struct {
 	repo   string
 	d      casstore.Digest
 	header http.Header
+
+	batch *prefetchBatch // the manifest (or single blob) it came from
+	idx   int            // its position in batch
 }
 
-// prefetcher runs prefetch fills, a bounded number at a time. It owns
-// its goroutines (bg): Server.Close stops and waits for them.
+// prefetchBatch tracks the blobs of one manifest, to find its lead: the
+// earliest blob neither done nor near done.
+type prefetchBatch struct {
+	jobs []*prefetchJob // nil for a job the full queue dropped
+	done []bool
+	head int // first index not done
+}
+
+// fillKey names a fill: a digest in a store.
+type fillKey struct {
+	store *casstore.Store
+	d     casstore.Digest
+}
+
+// awaitedFill is a fill at least one client is reading: the readers'
+// blobs, for its progress.
+type awaitedFill map[*casstore.Blob]struct{}
+
+// nearDone reports whether the fill (any reader's view of it) has most of
+// its bytes.
+func (a awaitedFill) nearDone() bool {
+	for b := range a {
+		return nearDone(b)
+	}
+	return true
+}
+
+// awaitedNearDone is the share of a wanted fill's bytes past which it no
+// longer holds back prefetch fills.
+const awaitedNearDone = 0.75
+
+// prefetchPoll is how often a prefetch held back by a wanted fill looks at
+// that fill's progress again (other changes wake it at once).
+const prefetchPoll = 20 * time.Millisecond
+
+// prefetcher runs prefetch fills in manifest order, a bounded number at a
+// time. It owns its goroutines (bg): Server.Close stops and waits for them.
 type prefetcher struct {
-	// mu guards jobs and closed.
-	mu     sync.Mutex
-	jobs   chan prefetchJob
-	closed bool
+	// mu guards the fields up to wake.
+	mu      sync.Mutex
+	queue   []*prefetchJob
+	active  map[*prefetchJob]*casstore.Blob // running prefetch fills; nil blob until the fill answers
+	awaited map[fillKey]awaitedFill
+	started bool          // workers are running
+	closed  bool          // Close was called
+	wake    chan struct{} // closed and replaced on every change
 
 	bg serve.Background
 
 	queued  atomic.Int64 // jobs accepted into the queue
-	started atomic.Int64 // prefetch fills that were not hits
+	filled  atomic.Int64 // prefetch fills that were not hits
 	dropped atomic.Int64 // jobs refused by a full queue
 }
 
@@ -56,12 +108,19 @@ type PrefetchStats struct {
 	Started int64
 	// Dropped are blobs refused because the queue was full.
 	Dropped int64
+	// Running are prefetch fills running now, Waiting the queued ones not
+	// started yet, Awaited the fills clients are reading now.
+	Running, Waiting, Awaited int
 }
 
 // PrefetchStats returns the prefetch counters.
 func (s *Server) PrefetchStats() PrefetchStats {
 	p := &s.prefetch
-	return PrefetchStats{Queued: p.queued.Load(), Started: p.started.Load(), Dropped: p.dropped.Load()}
+	p.mu.Lock()
+	running, waiting, awaited := len(p.active), len(p.queue), len(p.awaited)
+	p.mu.Unlock()
+	return PrefetchStats{Queued: p.queued.Load(), Started: p.filled.Load(), Dropped: p.dropped.Load(),
+		Running: running, Waiting: waiting, Awaited: awaited}
 }
 
 // prefetchTimeout bounds how long a background fill is waited for.
@@ -73,9 +132,30 @@ const maxQueuedPrefetches = 1024
 
 func (s *Server) prefetchEnabled() bool { return s.Prefetch > 0 }
 
-// enqueue schedules background fills; it never blocks.
+// prefetchWhileAwaited is how many prefetch fills may run besides the
+// wanted ones while one of those is below awaitedNearDone.
+func (s *Server) prefetchWhileAwaited() int {
+	switch {
+	case s.PrefetchWhileAwaited == 0:
+		return DefaultPrefetchWhileAwaited
+	case s.PrefetchWhileAwaited < 0:
+		return 0
+	}
+	return s.PrefetchWhileAwaited
+}
+
+// notifyLocked wakes the workers waiting for a change.
+func (p *prefetcher) notifyLocked() {
+	if p.wake != nil {
+		close(p.wake)
+	}
+	p.wake = make(chan struct{})
+}
+
+// enqueue schedules background fills, in the order given (a manifest's);
+// it never blocks.
 func (s *Server) enqueue(jobs []prefetchJob) {
-	if !s.prefetchEnabled() {
+	if !s.prefetchEnabled() || len(jobs) == 0 {
 		return
 	}
 	p := &s.prefetch
@@ -84,20 +164,187 @@ func (s *Server) enqueue(jobs []prefetchJob) {
 	if p.closed {
 		return
 	}
-	if p.jobs == nil {
-		p.jobs = make(chan prefetchJob, maxQueuedPrefetches)
+	if !p.started {
+		p.started = true
+		p.active = make(map[*prefetchJob]*casstore.Blob)
 		for i := 0; i < s.Prefetch; i++ {
-			p.bg.Go(func(ctx context.Context) { s.prefetchWorker(ctx, p.jobs) })
+			p.bg.Go(func(ctx context.Context) { s.prefetchWorker(ctx) })
 		}
 	}
-	for _, j := range jobs {
-		select {
-		case p.jobs <- j:
-			p.queued.Add(1)
-		default:
+	batch := &prefetchBatch{jobs: make([]*prefetchJob, len(jobs)), done: make([]bool, len(jobs))}
+	for i := range jobs {
+		if len(p.queue) >= maxQueuedPrefetches {
 			p.dropped.Add(1)
+			batch.done[i] = true // never lead: nobody fills it here
+			continue
+		}
+		j := jobs[i]
+		j.batch, j.idx = batch, i
+		batch.jobs[i] = &j
+		p.queue = append(p.queue, &j)
+		p.queued.Add(1)
+	}
+	batch.advance()
+	p.notifyLocked()
+}
+
+// advance moves head past the blobs that are done.
+func (b *prefetchBatch) advance() {
+	for b.head < len(b.done) && b.done[b.head] {
+		b.head++
+	}
+}
+
+// await records that a client reads the fill of d in store while the
+// fill runs; the returned func ends that (call it once). It holds back
+// prefetch fills of other blobs (see Order above).
+func (s *Server) await(store *casstore.Store, d casstore.Digest, b *casstore.Blob) func() {
+	if !s.prefetchEnabled() || b.File() != nil {
+		return func() {}
+	}
+	p := &s.prefetch
+	k := fillKey{store, d}
+	p.mu.Lock()
+	if p.awaited == nil {
+		p.awaited = make(map[fillKey]awaitedFill)
+	}
+	a := p.awaited[k]
+	if a == nil {
+		a = awaitedFill{}
+		p.awaited[k] = a
+	}
+	a[b] = struct{}{}
+	p.notifyLocked()
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if delete(a, b); len(a) == 0 {
+			delete(p.awaited, k)
+		}
+		p.notifyLocked()
+	}
+}
+
+// wantedLocked reports whether the prefetch job j is wanted: a client
+// reads its blob, or it is its manifest's lead or before it.
+func (p *prefetcher) wantedLocked(j *prefetchJob) bool {
+	return j.idx <= p.leadLocked(j.batch) || p.awaited[fillKey{j.store, j.d}] != nil
+}
+
+// leadLocked returns the index of b's lead: its first blob that is
+// neither done nor running near done (len(b.jobs) when none is left).
+func (p *prefetcher) leadLocked(b *prefetchBatch) int {
+	i := b.head
+	for ; i < len(b.jobs); i++ {
+		if b.done[i] {
+			continue
+		}
+		if blob, running := p.active[b.jobs[i]]; !running || !nearDone(blob) {
+			break
 		}
 	}
+	return i
+}
+
+// nearDone reports whether b (nil: not answered yet) has most of its bytes.
+func nearDone(b *casstore.Blob) bool {
+	if b == nil {
+		return false
+	}
+	landed, size := b.Progress()
+	return size >= 0 && float64(landed) >= awaitedNearDone*float64(size)
+}
+
+// limitLocked returns how many prefetch fills that are not wanted may run
+// now, and whether a wanted fill holds them back.
+func (s *Server) limitLocked() (int, bool) {
+	p := &s.prefetch
+	for _, a := range p.awaited {
+		if !a.nearDone() {
+			return s.prefetchWhileAwaited(), true
+		}
+	}
+	for j, b := range p.active {
+		if p.wantedLocked(j) && !nearDone(b) {
+			return s.prefetchWhileAwaited(), true
+		}
+	}
+	return s.Prefetch, false
+}
+
+// next waits until the first queued job may start and returns it, or
+// false once the server closes.
+func (s *Server) next(ctx context.Context) (*prefetchJob, bool) {
+	p := &s.prefetch
+	p.mu.Lock()
+	for {
+		if p.closed {
+			p.mu.Unlock()
+			return nil, false
+		}
+		held := false
+		if len(p.queue) > 0 {
+			j := p.queue[0]
+			limit, byWanted := s.limitLocked()
+			others := 0
+			for a := range p.active {
+				if !p.wantedLocked(a) {
+					others++
+				}
+			}
+			if p.wantedLocked(j) || others < limit {
+				p.queue[0] = nil
+				p.queue = p.queue[1:]
+				p.active[j] = nil
+				p.notifyLocked()
+				p.mu.Unlock()
+				return j, true
+			}
+			held = byWanted
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		var poll <-chan time.Time
+		var t *time.Timer
+		if held {
+			// A wanted fill's progress changes without a wake.
+			t = time.NewTimer(prefetchPoll)
+			poll = t.C
+		}
+		select {
+		case <-wake:
+		case <-poll:
+		case <-ctx.Done():
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		p.mu.Lock()
+	}
+}
+
+// running records the blob of a started prefetch fill (for its progress).
+func (p *prefetcher) running(j *prefetchJob, b *casstore.Blob) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.active[j]; ok {
+		p.active[j] = b
+		p.notifyLocked()
+	}
+}
+
+// finish records that a prefetch fill ended.
+func (p *prefetcher) finish(j *prefetchJob) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.active, j)
+	j.batch.done[j.idx] = true
+	j.batch.advance()
+	p.notifyLocked()
 }
 
 // Close stops the server's background work and waits for it: queued
@@ -110,9 +357,8 @@ func (s *Server) Close() {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
-		if p.jobs != nil {
-			close(p.jobs)
-		}
+		p.queue = nil
+		p.notifyLocked()
 	}
 	p.mu.Unlock()
 	p.bg.Close()
@@ -125,33 +371,34 @@ func (s *Server) fillInBackground(j prefetchJob) {
 		s.enqueue([]prefetchJob{j})
 		return
 	}
-	s.prefetch.bg.Go(func(ctx context.Context) { s.runPrefetch(ctx, j) })
+	s.prefetch.bg.Go(func(ctx context.Context) { s.runPrefetch(ctx, &j, nil) })
 }
 
-func (s *Server) prefetchWorker(ctx context.Context, jobs <-chan prefetchJob) {
+func (s *Server) prefetchWorker(ctx context.Context) {
+	p := &s.prefetch
 	for {
-		select {
-		case j, ok := <-jobs:
-			if !ok {
-				return
-			}
-			s.runPrefetch(ctx, j)
-		case <-ctx.Done():
+		j, ok := s.next(ctx)
+		if !ok {
 			return
 		}
+		s.runPrefetch(ctx, j, p)
+		p.finish(j)
 	}
 }
 
 // runPrefetch fills one blob and waits until its bytes have arrived (or
-// ctx ends).
-func (s *Server) runPrefetch(ctx context.Context, j prefetchJob) {
+// ctx ends); p, if set, learns the fill's blob.
+func (s *Server) runPrefetch(ctx context.Context, j *prefetchJob, p *prefetcher) {
 	ctx, cancel := context.WithTimeout(ctx, prefetchTimeout)
 	defer cancel()
 	b, res, err := j.store.Fill(ctx, j.d, j.client.BlobSource(j.repo, j.d, j.header), s.Fill)
 	if err == nil {
 		if res != casstore.Hit {
-			s.prefetch.started.Add(1)
+			s.prefetch.filled.Add(1)
 			s.Metrics.blob("prefetch", res.String())
+			if p != nil {
+				p.running(j, b)
+			}
 			err = b.Wait(ctx)
 		}
 		b.Close()

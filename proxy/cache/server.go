@@ -32,6 +32,10 @@ const (
 	DefaultParallel = 4
 	// DefaultPrefetch is the number of blobs prefetched at once.
 	DefaultPrefetch = 4
+	// DefaultPrefetchWhileAwaited is how many prefetch fills run besides
+	// the ones clients wait for while one of those is not near done
+	// (Server.PrefetchWhileAwaited).
+	DefaultPrefetchWhileAwaited = 1
 )
 
 // Server is the cache's registry API. Configure it through its fields;
@@ -53,6 +57,13 @@ type Server struct {
 	// when a manifest is known (mirror mode: the manifest served; redirect
 	// mode: a hint from the origin). 0 disables prefetching.
 	Prefetch int
+	// PrefetchWhileAwaited is how many prefetch fills may run, besides the
+	// wanted ones, while a wanted fill has less than 75 % of its bytes: a
+	// fill a client is reading, or the earliest blob of a manifest not yet
+	// filled (clients ask in manifest order). Up to Prefetch run
+	// otherwise. 0 means DefaultPrefetchWhileAwaited; a negative value
+	// means none.
+	PrefetchWhileAwaited int
 
 	prefetch prefetcher
 }

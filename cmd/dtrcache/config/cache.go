@@ -210,6 +210,11 @@ type Fill struct {
 	// Prefetch is how many blobs are fetched at once in the background
 	// once an image's manifest is known; 0 turns prefetching off.
 	Prefetch *int `yaml:"prefetch"`
+	// PrefetchWhileAwaited is how many prefetch fills run besides the ones
+	// clients wait for (and the earliest blob of a manifest not yet
+	// filled) while one of those has less than 75 % of its bytes; unset
+	// means cache.DefaultPrefetchWhileAwaited, 0 none.
+	PrefetchWhileAwaited *int `yaml:"prefetch_while_awaited"`
 }
 
 // ForwardProxy configures the HTTPS_PROXY face (package forward).
