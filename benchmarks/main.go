@@ -51,7 +51,7 @@ func main() {
 	flag.StringVar(&o.aggregate, "aggregate", "1Gbit", "per-connection profile: total capacity of the link")
 	flag.DurationVar(&o.loadTime, "load-time", 30*time.Second, "duration of the warm throughput test")
 	flag.StringVar(&o.systems, "systems", "", "comma-separated systems to run (default: all)")
-	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios: cold,concurrent,range,cut,throughput,resume,mirror (default: all)")
+	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated scenarios: cold,concurrent,range,cut,throughput,resume,order,mirror (default: all)")
 	flag.StringVar(&o.images, "images", "", "comma-separated images for the cold/warm scenario, e.g. 8x64MiB (default: all)")
 	flag.StringVar(&o.profiles, "profiles", "", "comma-separated WAN profiles: shared,per-conn (default: both)")
 	flag.StringVar(&o.fill, "fill", "", "fill settings of the dtrcache caches as a YAML map, e.g. '{parallel: 1}' (default: the product defaults)")
@@ -150,7 +150,7 @@ func run(ctx context.Context, o options) error {
 	scen := func(name string) bool {
 		return o.scenarios == "" || slices.Contains(strings.Split(o.scenarios, ","), name)
 	}
-	if scen("cold") || scen("concurrent") || scen("range") || scen("cut") || scen("throughput") || scen("resume") {
+	if scen("cold") || scen("concurrent") || scen("range") || scen("cut") || scen("throughput") || scen("resume") || scen("order") {
 		if err := runPull(ctx, o, e, step, shared, perConn, scen); err != nil {
 			return err
 		}
@@ -179,6 +179,9 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 		return err
 	}
 	imgs := images(o.quick)
+	if o.scenarios == "order" {
+		imgs = nil // the order scenario seeds its own image
+	}
 	for _, im := range imgs {
 		step("seeding %s (%s)", im.repoTag, im.label)
 		img, err := testenv.GenerateImage(im.spec)
@@ -323,6 +326,19 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 	if scen("throughput") {
 		if err := r.throughput(ctx, imgs[0]); err != nil {
 			return err
+		}
+	}
+	if scen("order") {
+		step("seeding the order image")
+		im, err := seedOrder(ctx, backend, o.quick)
+		if err != nil {
+			return err
+		}
+		imgs = append(imgs, im)
+		for _, n := range []int{1, 8} {
+			if err := r.order(ctx, im, n, shared); err != nil {
+				return err
+			}
 		}
 	}
 	rep := report{

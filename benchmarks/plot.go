@@ -21,6 +21,8 @@ func (rep *report) chart(dir string, k groupKey, rs []*result) (string, error) {
 		metric, label = "mib_per_s", "MiB/s (higher is better)"
 	case "resume":
 		metric, label = "wan_ratio", "WAN bytes ÷ blob (lower is better)"
+	case "order-1", "order-8":
+		metric, label = "first_layer_s", "seconds to the first layer (lower is better)"
 	}
 	var vals plotter.Values
 	var names []string

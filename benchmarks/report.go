@@ -99,6 +99,8 @@ var scenarioTitle = map[string]string{
 	"cut":        "5. Upstream connection cut half way through a cold pull",
 	"throughput": "6. Warm hit throughput: 64 connections on one blob",
 	"resume":     "8. A download of an uncached layer breaks and resumes with a Range",
+	"order-1":    "9. One client fetching one blob at a time in manifest order (as skopeo), cold",
+	"order-8":    "10. 8 clients fetching one blob at a time in manifest order (as skopeo), cold",
 }
 
 // renderReport writes report.md and the charts again from dir's
@@ -173,6 +175,8 @@ func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
 		return fmt.Sprintf(" (%d failed)", len(r.Errors))
 	}
 	switch k.scenario {
+	case "order-1", "order-8":
+		orderTable(b, rep.find(k.scenario, k.image, k.profile, "nginx"), rs)
 	case "cold", "warm", "concurrent", "cut":
 		peer, who := bestPeer(rs, "seconds", false)
 		fmt.Fprintf(b, "| system | time | over the WAN | × direct | × best peer (%s) |", who)
