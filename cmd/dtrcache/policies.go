@@ -180,12 +180,20 @@ func (e *policyEngine) applyFile(ctx context.Context, path string) error {
 	return nil
 }
 
-// run runs the service, the job runner and the pruning of old jobs until
-// ctx ends.
+// run runs the service, the job runner (once the policies are loaded) and
+// the pruning of old jobs until ctx ends.
 func (e *policyEngine) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return e.svc.Run(ctx) })
-	g.Go(func() error { return e.runner.Run(ctx) })
+	g.Go(func() error {
+		// A job resumed after a crash needs its policy: the runner claims
+		// nothing until the service has loaded them (otherwise the job
+		// fails for good with "policy … no longer exists").
+		if err := e.svc.Ready(ctx); err != nil {
+			return nil
+		}
+		return e.runner.Run(ctx)
+	})
 	g.Go(func() error {
 		t := time.NewTicker(pruneEvery)
 		defer t.Stop()
