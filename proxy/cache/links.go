@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
@@ -76,19 +75,7 @@ func (m *Mirror) markManifest(up *MirrorUpstream, repo string, body []byte) {
 	if up == nil || !up.CheckRepository {
 		return
 	}
-	refs := regapi.ManifestBlobs(body)
-	var idx struct {
-		Manifests []struct {
-			Digest string `json:"digest"`
-		} `json:"manifests"`
-	}
-	if json.Unmarshal(body, &idx) == nil {
-		for _, c := range idx.Manifests {
-			if d, err := casstore.ParseDigest(c.Digest); err == nil {
-				refs = append(refs, d)
-			}
-		}
-	}
+	refs := regapi.ManifestRefs(body)
 	m.markLinked(up, repo, refs...)
 }
 

@@ -1,7 +1,6 @@
 package forward
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -95,22 +94,7 @@ func (m *manifestTap) Unwrap() http.ResponseWriter { return m.ResponseWriter }
 
 // manifestRefs returns the digests a manifest lists: an image manifest's
 // config and layers (foreign layers left out), an index's manifests.
-func manifestRefs(body []byte) []casstore.Digest {
-	refs := regapi.ManifestBlobs(body)
-	var idx struct {
-		Manifests []struct {
-			Digest string `json:"digest"`
-		} `json:"manifests"`
-	}
-	if json.Unmarshal(body, &idx) == nil {
-		for _, c := range idx.Manifests {
-			if d, err := casstore.ParseDigest(c.Digest); err == nil {
-				refs = append(refs, d)
-			}
-		}
-	}
-	return refs
-}
+func manifestRefs(body []byte) []casstore.Digest { return regapi.ManifestRefs(body) }
 
 // forwardManifest forwards a manifest GET and, when the registry answers
 // 200, remembers the digests the manifest lists as authorized for r's

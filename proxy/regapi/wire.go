@@ -62,6 +62,26 @@ func ManifestBlobs(body []byte) []casstore.Digest {
 	return out
 }
 
+// ManifestRefs returns every digest a manifest lists that must be in its
+// repository: an image manifest's config and layers (ManifestBlobs), an
+// index's child manifests.
+func ManifestRefs(body []byte) []casstore.Digest {
+	refs := ManifestBlobs(body)
+	var idx struct {
+		Manifests []struct {
+			Digest string `json:"digest"`
+		} `json:"manifests"`
+	}
+	if json.Unmarshal(body, &idx) == nil {
+		for _, c := range idx.Manifests {
+			if d, err := casstore.ParseDigest(c.Digest); err == nil {
+				refs = append(refs, d)
+			}
+		}
+	}
+	return refs
+}
+
 // HeartbeatPath is where the cache named cache posts its heartbeats at
 // the origin (a health.Beat; the answer is a HeartbeatReply). The origin
 // holds a beat for up to the beat's interval and answers at once when it
