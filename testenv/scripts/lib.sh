@@ -45,6 +45,37 @@ wait_http() {
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 
+# start_nginx runs Debian's nginx in the background on the site file
+# $WORK/nginx/$1 (which listens on $LB and answers /nginx-health), logging
+# each request in $WORK/nginx-access.log with the format $2 (none when it is
+# empty), and waits until it answers. NGINXPID is its process.
+start_nginx() {
+	local site=$1 format=${2:-} user="" log="access_log off;"
+	[ "$(id -u)" -ne 0 ] || user="user root;" # workers must reach $WORK (0700)
+	[ -z "$format" ] || log="log_format lb '$format'; access_log $WORK/nginx-access.log lb;"
+	mkdir -p "$WORK/nginx"
+	cat >"$WORK/nginx/nginx.conf" <<NGINX
+$user
+worker_processes 2;
+error_log $WORK/nginx-error.log warn;
+pid $WORK/nginx/nginx.pid;
+events { worker_connections 1024; }
+http {
+  $log
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  include $WORK/nginx/$site;
+}
+NGINX
+	nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx-t.log" 2>&1 || { cat "$WORK/nginx-t.log"; fail "nginx -t"; }
+	bg nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g "daemon off;"
+	NGINXPID=${PIDS[-1]}
+	wait_http "http://$LB/nginx-health"
+}
+
 # go_tool builds a helper program of this repository into $WORK/bin.
 go_tool() {
 	local pkg=$1 name

@@ -123,28 +123,7 @@ for o in 1 2; do wait_http "http://${OADDR[$o]}/readyz"; done
 LB=127.0.0.1:$(free_port)
 mkdir -p "$WORK/nginx"
 sed -e "s/origin-1.internal:5443/${OADDR[1]}/; s/origin-2.internal:5443/${OADDR[2]}/; s/listen 5443;/listen $LB;/" "$conf" >"$WORK/nginx/origin.conf"
-user=""
-[ "$(id -u)" -ne 0 ] || user="user root;" # workers must reach $WORK (0700)
-cat >"$WORK/nginx/nginx.conf" <<NGINX
-$user
-worker_processes 2;
-error_log $WORK/nginx-error.log warn;
-pid $WORK/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-  log_format lb '\$request_method \$request_uri \$status \$upstream_addr';
-  access_log $WORK/nginx-access.log lb;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  include $WORK/nginx/origin.conf;
-}
-NGINX
-nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx-t.log" 2>&1 || { cat "$WORK/nginx-t.log"; fail "nginx -t"; }
-bg nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g "daemon off;"
-wait_http "http://$LB/nginx-health"
+start_nginx origin.conf '$request_method $request_uri $status $upstream_addr'
 pass "2 origin replicas on etcd behind nginx ($conf) at $LB"
 
 # --- the cache fleet: three nodes of one registered cache, filling through nginx.

@@ -82,28 +82,7 @@ LB=127.0.0.1:$(free_port)
 mkdir -p "$WORK/nginx"
 sed -e "s/cache-1.office.internal:5000/${NODES[0]}/; s/cache-2.office.internal:5000/${NODES[1]}/; s/cache-3.office.internal:5000/${NODES[2]}/" \
 	-e "s/listen 5000;/listen $LB;/" "$conf" >"$WORK/nginx/fleet.conf"
-user=""
-[ "$(id -u)" -ne 0 ] || user="user root;" # workers must reach $WORK (0700)
-cat >"$WORK/nginx/nginx.conf" <<NGINX
-$user
-worker_processes 2;
-error_log $WORK/nginx-error.log warn;
-pid $WORK/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-  log_format fleet '\$request_uri \$status \$upstream_addr';
-  access_log $WORK/nginx-access.log fleet;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  include $WORK/nginx/fleet.conf;
-}
-NGINX
-nginx -t -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx-t.log" 2>&1 || { cat "$WORK/nginx-t.log"; fail "nginx -t"; }
-bg nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g "daemon off;"
-wait_http "http://$LB/nginx-health"
+start_nginx fleet.conf '$request_uri $status $upstream_addr'
 
 # misses N: the digests node N filled (blob misses in its access log).
 misses() {

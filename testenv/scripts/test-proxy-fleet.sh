@@ -72,27 +72,7 @@ LB=127.0.0.1:$(free_port)
 mkdir -p "$WORK/nginx"
 sed -e "s/cache-1.office.internal:5000/${NODES[0]}/; s/cache-2.office.internal:5000/${NODES[1]}/; /cache-3.office.internal/d" \
 	-e "s/listen 5000;/listen $LB;/" deploy/nginx/mirror-fleet.conf >"$WORK/nginx/fleet.conf"
-user=""
-[ "$(id -u)" -ne 0 ] || user="user root;"
-cat >"$WORK/nginx/nginx.conf" <<NGINX
-$user
-worker_processes 1;
-error_log $WORK/nginx-error.log warn;
-pid $WORK/nginx/nginx.pid;
-events { worker_connections 512; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  include $WORK/nginx/fleet.conf;
-}
-NGINX
-bg nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g "daemon off;"
-NGINXPID=${PIDS[-1]}
-wait_http "http://$LB/nginx-health"
+start_nginx fleet.conf
 
 # Two HTTPS_PROXY nodes of the office, both chained to the fleet for blobs.
 "$BIN" ca init --dir "$WORK/office" >/dev/null
