@@ -72,6 +72,10 @@ func (s *Service) Run(ctx context.Context) {
 // Wants reports whether an active webhook subscribes to t.
 func (s *Service) Wants(t Type) bool { return s.Subscriptions.Wants(t) }
 
+// Subscribed reports whether any webhook, active or not, subscribes to t
+// (Subscriptions.Subscribed).
+func (s *Service) Subscribed(t Type) bool { return s.Subscriptions.Subscribed(t) }
+
 // API returns the webhooks API handler.
 func (s *Service) API(id Identifier, auth Authority) *API {
 	return &API{Subscriptions: s.Subscriptions, Identifier: id, Authority: auth, Guard: s.Dispatcher.cfg.Guard,

@@ -221,6 +221,19 @@ func (s *Subscriptions) Wants(t Type) bool {
 	return false
 }
 
+// Subscribed reports whether any webhook, active or inactive, subscribes
+// to t: an event of type t committed now may be delivered (an inactive
+// webhook, re-enabled, resumes where it stopped; a webhook made later
+// starts after it).
+func (s *Subscriptions) Subscribed(t Type) bool {
+	for _, w := range s.hooks.All() {
+		if w.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
 // Delete removes a webhook and its delivery state.
 func (s *Subscriptions) Delete(ctx context.Context, id string) error {
 	if _, ok := s.Get(id); !ok {

@@ -184,7 +184,7 @@ func (w *Wiring) WantPulls() bool {
 // TAG_PUSH for a push by tag (with REPO_CREATED for a repository's first).
 func (w *Wiring) Pushed(ctx context.Context, p origin.Push) {
 	img := events.Image{Repository: p.Repository, Tag: p.Tag, Digest: p.Digest, Host: w.host(p.Host), MediaType: p.MediaType}
-	if w.c.Describer != nil && p.Manifest != nil && p.Digest != "" {
+	if w.describing() && p.Manifest != nil && p.Digest != "" {
 		if pl, err := w.c.Describer.DescribeManifest(ctx, p.Repository, p.Digest, p.Manifest, p.MediaType); err == nil {
 			img.OS, img.Architecture, img.Platforms = pl.OS, pl.Architecture, pl.Platforms
 		} else {
@@ -239,13 +239,21 @@ func (w *Wiring) Pulled(ctx context.Context, op origin.Operation) {
 // is matched with it (policies.Config.Pushed).
 func (w *Wiring) LocalPush(ctx context.Context, repo, tag, digest string) {
 	img := events.Image{Repository: repo, Tag: tag, Digest: digest, Host: w.c.Host}
-	if w.c.Describer != nil {
+	if w.describing() {
 		if pl, err := w.c.Describer.Describe(ctx, repo, digest); err == nil {
 			img.OS, img.Architecture, img.Platforms, img.MediaType = pl.OS, pl.Architecture, pl.Platforms, pl.MediaType
 		}
 	}
 	occ := events.Occurrence{Action: events.ActionPush, Repository: repo, Tag: tag, Digest: digest, Author: PolicyAuthor}
 	w.record(ctx, occ, img, []events.Type{events.ManifestPush, events.TagPush}, PolicyAuthor, time.Now())
+}
+
+// describing reports whether a push's platforms are worth a read of its
+// config from the backend: only while a webhook subscribes to push events
+// (no event is delivered to a webhook made after it). A promotion then
+// reads no blob at all when nobody listens.
+func (w *Wiring) describing() bool {
+	return w.c.Describer != nil && (w.svc.Subscribed(events.TagPush) || w.svc.Subscribed(events.ManifestPush))
 }
 
 // PolicyAuthor is the author of the pushes policies make.
