@@ -190,8 +190,9 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 		return err
 	}
 	oc := origin.Config{
-		Pushed: func(ctx context.Context, p origin.Push) {
-			engine.svc.OnPush(ctx, policies.Push{Repository: p.Repository, Tag: p.Tag, Digest: p.Digest, Subject: p.Subject})
+		Pushed: func(ctx context.Context, p origin.Push) error {
+			_, err := engine.svc.OnPush(ctx, policies.Push{Repository: p.Repository, Tag: p.Tag, Digest: p.Digest, Subject: p.Subject})
+			return err
 		},
 		API:     engine.svc.Handler(origin.Authenticator{Users: users, Realm: cfg.Auth.Realm}, log.Named("audit")),
 		Backend: backend, BackendUser: cfg.Backend.Username, BackendPassword: cfg.Backend.Password, Transport: transport,

@@ -92,7 +92,7 @@ type engineHooks struct {
 	job func(*policies.Service) jobs.Hook
 	// pushed is told about every tag the engine writes into the local
 	// registry.
-	pushed func(ctx context.Context, repo, tag, digest string)
+	pushed func(ctx context.Context, repo, tag, digest string) error
 }
 
 // newPolicyEngine builds the service and the job runner on store, and

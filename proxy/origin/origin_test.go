@@ -70,7 +70,7 @@ func htpasswd(t *testing.T, users ...string) *policy.Users {
 	return us
 }
 
-func newTopology(t *testing.T) *topology {
+func newTopology(t *testing.T, opts ...func(*origin.Config)) *topology {
 	t.Helper()
 	ctx := context.Background()
 	log := zaptest.NewLogger(t)
@@ -118,10 +118,14 @@ func newTopology(t *testing.T) *topology {
 	tp.openDB(t)
 	tp.prober = &origin.Prober{Client: http.DefaultClient, List: tp.db.Caches, Logger: log}
 	backend, _ := url.Parse(tp.reg.URL)
-	srv, err := origin.New(origin.Config{
+	oc := origin.Config{
 		Backend: backend, Users: tp.users, Access: tp.access, Keys: tp.keys, DB: tp.db, Prober: tp.prober, Logger: log,
 		PrefetchHints: true,
-	})
+	}
+	for _, o := range opts {
+		o(&oc)
+	}
+	srv, err := origin.New(oc)
 	if err != nil {
 		t.Fatal(err)
 	}

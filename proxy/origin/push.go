@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
 
 	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
+	"go.uber.org/zap"
 )
 
 // Push is a manifest the backend accepted through the origin.
@@ -97,17 +100,52 @@ func subjectOf(body []byte) string {
 	return m.Subject.Digest
 }
 
-// pushTimeout bounds the Pushed callback: it writes jobs and events
-// durably before the client hears that its push succeeded.
-const pushTimeout = 10 * time.Second
+// defaultRecordTimeout is Config.RecordTimeout's default.
+const defaultRecordTimeout = 20 * time.Second
+
+// errNotRecorded marks the error modifyResponse returns when Config.Pushed
+// or Config.Deleted kept failing: the client gets a 503 to retry.
+var errNotRecorded = errors.New("not recorded")
+
+// record calls fn (Config.Pushed or Config.Deleted for one operation)
+// until it succeeds or the operation's RecordTimeout passes, backing off
+// between attempts (250 ms, doubling to 2 s). The context is the
+// request's without its cancellation: a client that hangs up does not cut
+// a record short.
+func (s *Server) record(req *http.Request, what string, fn func(context.Context) error) error {
+	timeout := s.c.RecordTimeout
+	if timeout <= 0 {
+		timeout = defaultRecordTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), timeout)
+	defer cancel()
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		s.c.Logger.Warn("recording an operation failed", zap.String("operation", what), zap.String("path", req.URL.Path),
+			zap.Int("attempt", attempt), zap.Error(err))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w: %s after %d attempts: %w", errNotRecorded, what, attempt, err)
+		case <-t.C:
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
 
 // notePush tells Config.Pushed about an accepted manifest PUT. It runs
 // before the response goes to the client, so whatever the callback stores
-// (policy jobs, events) exists by the time the client knows of the push.
-func (s *Server) notePush(resp *http.Response) {
+// (policy jobs, events) exists by the time the client knows of the push;
+// if it cannot be stored, the client is told to push again.
+func (s *Server) notePush(resp *http.Response) error {
 	pp, ok := resp.Request.Context().Value(pushKey{}).(*pendingPush)
 	if !ok || s.c.Pushed == nil || resp.StatusCode != http.StatusCreated {
-		return
+		return nil
 	}
 	p := pp.Push
 	p.Digest, p.At = resp.Header.Get("Docker-Content-Digest"), time.Now().UTC()
@@ -115,9 +153,7 @@ func (s *Server) notePush(resp *http.Response) {
 		p.Manifest = bytes.Clone(pp.body.Bytes())
 		p.Subject = subjectOf(p.Manifest)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(resp.Request.Context()), pushTimeout)
-	defer cancel()
-	s.c.Pushed(ctx, p)
+	return s.record(resp.Request, "push", func(ctx context.Context) error { return s.c.Pushed(ctx, p) })
 }
 
 // watchPush marks a manifest PUT so that its push is told to
@@ -170,25 +206,29 @@ func (s *Server) watchOp(r *http.Request, route regapi.Route, user string) *http
 
 // noteOp tells Config.Deleted (202) or Config.Pulled (200) about an
 // operation the backend answered, before the response goes to the client.
-func (s *Server) noteOp(resp *http.Response) {
+// A delete that cannot be recorded is an error, as a push is (notePush); a
+// pull is recorded at most once, and its failure is only logged: a pull
+// must not fail because the event log is down.
+func (s *Server) noteOp(resp *http.Response) error {
 	op, ok := resp.Request.Context().Value(opKey{}).(*pendingOp)
 	if !ok {
-		return
+		return nil
 	}
 	o := op.Operation
 	o.At = time.Now().UTC()
 	if o.Digest == "" && !o.Blob {
 		o.Digest = resp.Header.Get("Docker-Content-Digest")
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(resp.Request.Context()), pushTimeout)
-	defer cancel()
 	switch {
 	case op.pull && resp.StatusCode == http.StatusOK:
 		o.MediaType = resp.Header.Get("Content-Type")
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(resp.Request.Context()), defaultRecordTimeout)
+		defer cancel()
 		s.c.Pulled(ctx, o)
 	case !op.pull && resp.StatusCode == http.StatusAccepted:
-		s.c.Deleted(ctx, o)
+		return s.record(resp.Request, "delete", func(ctx context.Context) error { return s.c.Deleted(ctx, o) })
 	}
+	return nil
 }
 
 // Authenticator checks the origin's accounts (Basic auth) for the API

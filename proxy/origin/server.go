@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/dtrcache/dtrcache/policy"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
@@ -50,17 +51,25 @@ type Config struct {
 	PrefetchHints bool
 	// Pushed, if set, is called for every manifest PUT the backend
 	// accepted (201), before the client gets the answer: the policy engine
-	// queues its jobs there, the event log records the push.
-	Pushed func(ctx context.Context, p Push)
+	// queues its jobs there, the event log records the push. An error is
+	// retried (the callback must be safe to call again for the same push)
+	// until RecordTimeout; then the client gets a 503 instead of the 201,
+	// so that it pushes again and the push is recorded then.
+	Pushed func(ctx context.Context, p Push) error
 	// Deleted, if set, is called for every manifest or blob DELETE the
-	// backend accepted (202), before the client gets the answer.
-	Deleted func(ctx context.Context, op Operation)
+	// backend accepted (202), before the client gets the answer; an error
+	// is treated as Pushed's is.
+	Deleted func(ctx context.Context, op Operation) error
 	// Pulled, if set, is called for every manifest GET or HEAD the backend
 	// answered 200 while WantPulls (required with it) reports true, before
 	// the client gets the answer: pulls are many, and recorded only while
 	// someone wants them.
 	Pulled    func(ctx context.Context, op Operation)
 	WantPulls func() bool
+	// RecordTimeout bounds Pushed and Deleted with their retries, for one
+	// operation. 0 means 20 s: long enough to outlast an etcd leader
+	// election, short enough for a client's timeout.
+	RecordTimeout time.Duration
 	// API, if set, serves the /api/v0 paths the origin's own API does not
 	// know (policies, jobs, webhooks); they authenticate with
 	// Authenticator.
@@ -107,6 +116,11 @@ func New(c Config) (*Server, error) {
 				return
 			}
 			serve.FieldsFrom(r.Context()).Err = err
+			if errors.Is(err, errNotRecorded) {
+				regapi.WriteError(w, r, regapi.Errorf(http.StatusServiceUnavailable, regapi.CodeUnavailable,
+					"the registry took the change but the origin could not record its policy jobs and events; send it again", err))
+				return
+			}
 			regapi.WriteError(w, r, regapi.Errorf(http.StatusBadGateway, regapi.CodeUnavailable, "backend registry unavailable", err))
 		},
 	}
@@ -441,8 +455,14 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && resp.Header.Get("Content-Range") == "" {
 		s.unsatisfiedRange(resp)
 	}
-	s.notePush(resp)
-	s.noteOp(resp)
+	if err := s.notePush(resp); err != nil {
+		resp.Body.Close()
+		return err
+	}
+	if err := s.noteOp(resp); err != nil {
+		resp.Body.Close()
+		return err
+	}
 	if t, ok := resp.Request.Context().Value(hintKey{}).(hintTarget); ok && resp.StatusCode == http.StatusOK &&
 		resp.ContentLength >= 0 && resp.ContentLength <= regapi.MaxManifestSize {
 		body, err := io.ReadAll(resp.Body)

@@ -94,9 +94,8 @@ func New(c Config) (*Wiring, error) {
 // OnChange.
 func (w *Wiring) Configure(oc *origin.Config) {
 	if prev := oc.Pushed; prev != nil {
-		oc.Pushed = func(ctx context.Context, p origin.Push) {
-			prev(ctx, p)
-			w.Pushed(ctx, p)
+		oc.Pushed = func(ctx context.Context, p origin.Push) error {
+			return errors.Join(prev(ctx, p), w.Pushed(ctx, p))
 		}
 	} else {
 		oc.Pushed = w.Pushed
@@ -182,7 +181,7 @@ func (w *Wiring) WantPulls() bool {
 
 // Pushed records a manifest push through the origin: MANIFEST_PUSH, and
 // TAG_PUSH for a push by tag (with REPO_CREATED for a repository's first).
-func (w *Wiring) Pushed(ctx context.Context, p origin.Push) {
+func (w *Wiring) Pushed(ctx context.Context, p origin.Push) error {
 	img := events.Image{Repository: p.Repository, Tag: p.Tag, Digest: p.Digest, Host: w.host(p.Host), MediaType: p.MediaType}
 	if w.describing() && p.Manifest != nil && p.Digest != "" {
 		if pl, err := w.c.Describer.DescribeManifest(ctx, p.Repository, p.Digest, p.Manifest, p.MediaType); err == nil {
@@ -196,14 +195,14 @@ func (w *Wiring) Pushed(ctx context.Context, p origin.Push) {
 		types = append(types, events.TagPush)
 	}
 	occ := events.Occurrence{Action: events.ActionPush, Repository: p.Repository, Tag: p.Tag, Digest: p.Digest, Author: p.User}
-	w.record(ctx, occ, img, types, p.User, p.At)
+	return w.record(ctx, occ, img, types, p.User, p.At)
 }
 
 // Deleted records a delete through the origin: TAG_DELETE by tag,
 // MANIFEST_DELETE by digest; a blob delete makes no event but is counted,
 // so the registry's report of it (which looks like a manifest delete) is
 // not taken for one.
-func (w *Wiring) Deleted(ctx context.Context, op origin.Operation) {
+func (w *Wiring) Deleted(ctx context.Context, op origin.Operation) error {
 	occ := events.Occurrence{Action: events.ActionDelete, Repository: op.Repository, Tag: op.Tag, Digest: op.Digest, Author: op.User}
 	var types []events.Type
 	switch {
@@ -215,7 +214,7 @@ func (w *Wiring) Deleted(ctx context.Context, op origin.Operation) {
 		types = []events.Type{events.ManifestDelete}
 	}
 	img := events.Image{Repository: op.Repository, Tag: op.Tag, Digest: op.Digest, Host: w.host(op.Host)}
-	w.record(ctx, occ, img, types, op.User, op.At)
+	return w.record(ctx, occ, img, types, op.User, op.At)
 }
 
 // Pulled records a manifest pull through the origin: TAG_PULL by tag,
@@ -230,14 +229,17 @@ func (w *Wiring) Pulled(ctx context.Context, op origin.Operation) {
 	}
 	occ := events.Occurrence{Action: events.ActionPull, Repository: op.Repository, Tag: op.Tag, Digest: op.Digest, Author: op.User}
 	img := events.Image{Repository: op.Repository, Tag: op.Tag, Digest: op.Digest, Host: w.host(op.Host), MediaType: op.MediaType}
-	w.record(ctx, occ, img, []events.Type{t}, op.User, op.At)
+	if err := w.record(ctx, occ, img, []events.Type{t}, op.User, op.At); err != nil {
+		w.log.Error("events: recording a pull through the origin", zap.String("repository", op.Repository),
+			zap.String("tag", op.Tag), zap.String("digest", op.Digest), zap.Error(err))
+	}
 }
 
 // LocalPush records a tag the policy engine wrote into the local registry
 // (a promotion's target, a poll mirror's copy) as a TAG_PUSH by the
 // engine: the backend's notification of the same push, if it sends one,
 // is matched with it (policies.Config.Pushed).
-func (w *Wiring) LocalPush(ctx context.Context, repo, tag, digest string) {
+func (w *Wiring) LocalPush(ctx context.Context, repo, tag, digest string) error {
 	img := events.Image{Repository: repo, Tag: tag, Digest: digest, Host: w.c.Host}
 	if w.describing() {
 		if pl, err := w.c.Describer.Describe(ctx, repo, digest); err == nil {
@@ -245,7 +247,7 @@ func (w *Wiring) LocalPush(ctx context.Context, repo, tag, digest string) {
 		}
 	}
 	occ := events.Occurrence{Action: events.ActionPush, Repository: repo, Tag: tag, Digest: digest, Author: PolicyAuthor}
-	w.record(ctx, occ, img, []events.Type{events.ManifestPush, events.TagPush}, PolicyAuthor, time.Now())
+	return w.record(ctx, occ, img, []events.Type{events.ManifestPush, events.TagPush}, PolicyAuthor, time.Now())
 }
 
 // describing reports whether a push's platforms are worth a read of its
@@ -259,21 +261,24 @@ func (w *Wiring) describing() bool {
 // PolicyAuthor is the author of the pushes policies make.
 const PolicyAuthor = "dtrcache-policies"
 
-// record writes the events of occ through the Deduper. An error is
-// logged: the backend already accepted the operation, and its
-// notification (when configured) still reports it.
-func (w *Wiring) record(ctx context.Context, occ events.Occurrence, img events.Image, types []events.Type, author string, at time.Time) {
+// record writes the events of occ through the Deduper. An error means
+// none of them was stored: the caller reports it (the origin answers the
+// client 503, a policy job's attempt fails), so the operation is sent, and
+// recorded, again.
+func (w *Wiring) record(ctx context.Context, occ events.Occurrence, img events.Image, types []events.Type, author string, at time.Time) error {
 	evs := make([]events.Event, 0, len(types))
 	for _, t := range types {
 		ev, err := events.NewImageEvent(t, img, author, at, events.SourceOrigin)
 		if err != nil {
 			w.log.Error("events: making an event", zap.String("type", string(t)), zap.Error(err))
-			return
+			return nil // a bad event never gets better: not worth a retry
 		}
 		evs = append(evs, ev)
 	}
 	if err := w.svc.Deduper.Origin(ctx, occ, evs...); err != nil {
 		w.log.Error("events: recording an operation through the origin", zap.String("action", string(occ.Action)),
 			zap.String("repository", occ.Repository), zap.String("tag", occ.Tag), zap.String("digest", occ.Digest), zap.Error(err))
+		return err
 	}
+	return nil
 }

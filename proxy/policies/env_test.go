@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -56,6 +57,19 @@ type env struct {
 
 	mu     sync.Mutex
 	pushed []string // repo:tag@digest the service wrote locally
+	// refusePushes is how many of the next Pushed calls fail (an event
+	// store that is down: a fault the test makes by hand).
+	refusePushes int
+}
+
+// onPush tells the service about a push and fails the test on an error.
+func (e *env) onPush(t *testing.T, p policies.Push) []jobs.Job {
+	t.Helper()
+	js, err := e.svc.OnPush(context.Background(), p)
+	if err != nil {
+		t.Fatalf("OnPush %+v: %v", p, err)
+	}
+	return js
 }
 
 type envOptions struct {
@@ -113,10 +127,15 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.svc, err = policies.New(policies.Config{
 		Store: e.store, Queue: e.queue, Local: local, Secrets: secrets, Guard: guard, RemoteHosts: o.remoteHosts,
 		Access: e.access, Logger: log, Now: e.clock.now, PollCheckEvery: 20 * time.Millisecond,
-		Pushed: func(_ context.Context, repo, tag, digest string) {
+		Pushed: func(_ context.Context, repo, tag, digest string) error {
 			e.mu.Lock()
+			defer e.mu.Unlock()
+			if e.refusePushes > 0 {
+				e.refusePushes--
+				return errors.New("event store unavailable")
+			}
 			e.pushed = append(e.pushed, repo+":"+tag+"@"+digest)
-			e.mu.Unlock()
+			return nil
 		},
 	})
 	if err != nil {

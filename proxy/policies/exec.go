@@ -256,22 +256,29 @@ func (s *Service) execCopy(ctx context.Context, run *jobs.Run) error {
 		res.Target, r.BytesCopied, r.BlobsCopied, r.BlobsMounted, r.BlobsSkipped, r.ReferrersCopied)
 	s.c.Metrics.copied(rec.Kind, r.BytesCopied, time.Since(start), s.now().Sub(p.TriggeredAt))
 	if dst.Client == s.c.Local {
-		s.localPush(ctx, dstRepo, cp.TargetTag, cp.Digest, p.Hops+1)
+		if err := s.localPush(ctx, dstRepo, cp.TargetTag, cp.Digest, p.Hops+1); err != nil {
+			run.Logf("warn", "copied %s, but could not record the push: %v", res.Target, err)
+			return err
+		}
 	}
 	return nil
 }
 
 // localPush tells the origin and the policies of repo about a tag this
-// service wrote into the local registry.
-func (s *Service) localPush(ctx context.Context, repo, tag, digest string, hops int) {
+// service wrote into the local registry. An error (the event or a chained
+// job not stored) fails the job's attempt, so that a retry records it.
+func (s *Service) localPush(ctx context.Context, repo, tag, digest string, hops int) error {
 	if s.c.Pushed != nil {
-		s.c.Pushed(ctx, repo, tag, digest)
+		if err := s.c.Pushed(ctx, repo, tag, digest); err != nil {
+			return fmt.Errorf("recording the push of %s:%s: %w", repo, tag, err)
+		}
 	}
 	if hops >= maxHops {
 		s.log.Warn("promotion chain too long; not following it further", zap.String("repo", repo), zap.String("tag", tag), zap.Int("hops", hops))
-		return
+		return nil
 	}
-	s.onPush(ctx, repo, tag, digest, hops)
+	_, err := s.onPush(ctx, repo, tag, digest, hops)
+	return err
 }
 
 func report(run *jobs.Run, prog *replicate.Progress) {

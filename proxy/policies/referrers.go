@@ -93,7 +93,11 @@ func (s *Service) execReferrers(ctx context.Context, run *jobs.Run) error {
 	}
 	queued := 0
 	for _, tag := range matched {
-		queued += len(s.onPush(ctx, p.Repository, tag, p.Subject, 0))
+		js, err := s.onPush(ctx, p.Repository, tag, p.Subject, 0)
+		if err != nil {
+			return err
+		}
+		queued += len(js)
 	}
 	run.Logf("info", "referrer of %s: tags %v point at it; %d copies queued", p.Subject, matched, queued)
 	return nil

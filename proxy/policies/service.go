@@ -48,8 +48,9 @@ type Config struct {
 	// Pushed, if set, is told about every tag this service wrote into the
 	// local registry (a promotion, a poll mirror), as the origin is about
 	// pushes it proxies: for events. The service itself runs the policies
-	// of the target repository (chains).
-	Pushed func(ctx context.Context, repo, tag, digest string)
+	// of the target repository (chains). An error fails the job's attempt
+	// (it is retried, and the copy it made is found there again).
+	Pushed func(ctx context.Context, repo, tag, digest string) error
 	// Logger gets one line per decision.
 	Logger *zap.Logger
 	// Metrics, if set, counts copies.
@@ -171,30 +172,33 @@ type Push struct {
 // manifest with a subject, or a tag of the sha256-<hex> scheme) makes the
 // tags of its subject go again, so that a signature pushed after its
 // image travels to where the image went. It returns the jobs queued or
-// joined.
-func (s *Service) OnPush(ctx context.Context, p Push) []jobs.Job {
+// joined, and an error when a job could not be queued (the others are):
+// the caller must not report the push as handled (the origin tells the
+// client to push again; queueing is idempotent per policy and tag).
+func (s *Service) OnPush(ctx context.Context, p Push) ([]jobs.Job, error) {
 	if subject := referrersSubject(p); subject != "" {
 		j, err := s.enqueueReferrers(ctx, p.Repository, subject)
 		if err != nil {
 			s.log.Error("queueing the policies of a referrer's subject", zap.String("repo", p.Repository), zap.String("subject", subject), zap.Error(err))
-			return nil
+			return nil, fmt.Errorf("queueing the policies of %s's referrer: %w", subject, err)
 		}
 		if j == nil {
-			return nil
+			return nil, nil
 		}
-		return []jobs.Job{*j}
+		return []jobs.Job{*j}, nil
 	}
 	return s.onPush(ctx, p.Repository, p.Tag, p.Digest, 0)
 }
 
-func (s *Service) onPush(ctx context.Context, repo, tag, digest string, hops int) []jobs.Job {
+func (s *Service) onPush(ctx context.Context, repo, tag, digest string, hops int) ([]jobs.Job, error) {
 	if tag == "" || referrersTag(tag) {
-		return nil
+		return nil, nil
 	}
 	if err := s.policies.WaitReady(ctx); err != nil {
-		return nil
+		return nil, fmt.Errorf("waiting for the policies to load: %w", err)
 	}
 	var out []jobs.Job
+	var errs []error
 	for _, rec := range s.policies.All() {
 		if !rec.Enabled() || rec.Repository() != repo || rec.Kind == PollMirroring {
 			continue
@@ -210,11 +214,12 @@ func (s *Service) onPush(ctx context.Context, repo, tag, digest string, hops int
 		j, err := s.enqueueCopy(ctx, rec, action, copyParams{Repository: repo, Tag: tag, Digest: digest, TriggeredAt: s.now(), Hops: hops})
 		if err != nil {
 			s.log.Error("queueing a policy job", zap.String("policy", rec.ID()), zap.String("repo", repo), zap.String("tag", tag), zap.Error(err))
+			errs = append(errs, fmt.Errorf("queueing policy %s for %s:%s: %w", rec.ID(), repo, tag, err))
 			continue
 		}
 		out = append(out, j)
 	}
-	return out
+	return out, errors.Join(errs...)
 }
 
 // referrersSubject returns the digest a pushed referrer refers to: its

@@ -28,10 +28,10 @@ func TestPromotionBySemverWithTemplate(t *testing.T) {
 	d12 := push(t, e.us, "dev/app:1.2.0", 1)
 	push(t, e.us, "dev/app:1.3.0-rc1", 2)
 	e.us.Counter.Reset()
-	if js := e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "1.3.0-rc1", Digest: ""}); len(js) != 0 {
+	if js := e.onPush(t, policies.Push{Repository: "dev/app", Tag: "1.3.0-rc1", Digest: ""}); len(js) != 0 {
 		t.Fatalf("a pre-release queued %d jobs", len(js))
 	}
-	if js := e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "1.2.0", Digest: d12.String()}); len(js) != 1 {
+	if js := e.onPush(t, policies.Push{Repository: "dev/app", Tag: "1.2.0", Digest: d12.String()}); len(js) != 1 {
 		t.Fatalf("1.2.0 queued %d jobs, want 1", len(js))
 	}
 	js := e.jobsOf(id, 1)
@@ -83,7 +83,7 @@ func TestChainToRemoteMirror(t *testing.T) {
 	if err := testenv.Push(ctx, ref(e.us, "dev/app@"+sigDigest.String()), sig, testenv.RemoteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "3.0", Digest: digest.String()})
+	e.onPush(t, policies.Push{Repository: "dev/app", Tag: "3.0", Digest: digest.String()})
 	mustState(t, e.jobsOf(prom, 1)[0], jobs.Done)
 	mj := e.jobsOf(mirror, 1)[0]
 	mustState(t, mj, jobs.Done)
@@ -119,7 +119,7 @@ func TestChainToRemoteMirror(t *testing.T) {
 	if err := testenv.Push(ctx, ref(e.us, "dev/app@"+lateDigest.String()), late, testenv.RemoteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	js := e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Digest: lateDigest.String(), Subject: digest.String()})
+	js := e.onPush(t, policies.Push{Repository: "dev/app", Digest: lateDigest.String(), Subject: digest.String()})
 	if len(js) != 1 || js[0].Action != policies.ActionReferrers {
 		t.Fatalf("a pushed referrer queued %+v, want one referrers job", js)
 	}
@@ -138,7 +138,7 @@ func TestChainToRemoteMirror(t *testing.T) {
 		t.Fatalf("the late signature %s did not follow the image: referrers at the target %+v", lateDigest, rm.Manifests)
 	}
 	// A tag of the referrers scheme is never an image of its own to copy.
-	if js := e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "sha256-" + digest.Hex}); len(js) != 1 || js[0].Action != policies.ActionReferrers {
+	if js := e.onPush(t, policies.Push{Repository: "dev/app", Tag: "sha256-" + digest.Hex}); len(js) != 1 || js[0].Action != policies.ActionReferrers {
 		t.Fatalf("a referrers tag queued %+v, want one referrers job", js)
 	}
 }
@@ -159,8 +159,8 @@ func TestImageRulesAreCheckedWhenTheJobRuns(t *testing.T) {
 	if err := testenv.PushIndex(ctx, ref(e.us, "dev/app:multi"), idx, testenv.RemoteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "amd64-only", Digest: ""})
-	e.svc.OnPush(ctx, policies.Push{Repository: "dev/app", Tag: "multi", Digest: ""})
+	e.onPush(t, policies.Push{Repository: "dev/app", Tag: "amd64-only", Digest: ""})
+	e.onPush(t, policies.Push{Repository: "dev/app", Tag: "multi", Digest: ""})
 	for _, j := range e.jobsOf(id, 2) {
 		mustState(t, j, jobs.Done)
 		r := result(t, j)
@@ -254,5 +254,52 @@ func TestPushMirrorsShareTheRemote(t *testing.T) {
 	}
 	if r := result(t, e.jobsOf(ids[1], 1)[0]); r.BlobsMounted != 1 || r.BlobsCopied != 2 {
 		t.Fatalf("second mirror %+v: want the base mounted, its config and layer copied", r)
+	}
+}
+
+// TestPromotionRetriedUntilItsPushIsRecorded: a promotion whose push into
+// qa/app cannot be recorded (the event store refuses it once) is not done:
+// its attempt fails, the retry finds the copy already made and records the
+// push then. The job ends done at attempt 2, qa/app has the tag once.
+func TestPromotionRetriedUntilItsPushIsRecorded(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	id := e.create("dev/app", "promotionPolicies", false, `{"enabled":true,"targetRepository":"qa/app",
+		"rules":[{"field":"tag","operator":"eq","values":["1.0"]}],"tagTemplate":"%n"}`)
+	d := push(t, e.us, "dev/app:1.0", 1)
+	e.mu.Lock()
+	e.refusePushes = 1
+	e.mu.Unlock()
+	if js := e.onPush(t, policies.Push{Repository: "dev/app", Tag: "1.0", Digest: d.String()}); len(js) != 1 {
+		t.Fatalf("1.0 queued %d jobs, want 1", len(js))
+	}
+	// The first attempt fails and waits for its retry (on the test's
+	// clock): let the clock move on then.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		js, err := e.queue.List(context.Background(), jobs.Filter{PolicyID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(js) == 1 && js[0].State == jobs.Waiting && js[0].Attempts == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job did not fail its first attempt: %+v", js)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition
+	}
+	e.clock.advance(time.Second)
+	js := e.jobsOf(id, 1)
+	mustState(t, js[0], jobs.Done)
+	if js[0].Attempts != 2 {
+		t.Fatalf("the job is done at attempt %d, want 2 (the first could not record its push)", js[0].Attempts)
+	}
+	if tags := tagsOf(t, e.us, "qa/app"); !slices.Equal(tags, []string{"1.0"}) {
+		t.Fatalf("qa/app tags %v, want [1.0]", tags)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !slices.Equal(e.pushed, []string{"qa/app:1.0@" + d.String()}) {
+		t.Fatalf("the origin was told of %v, want qa/app:1.0 once", e.pushed)
 	}
 }

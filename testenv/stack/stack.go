@@ -104,8 +104,9 @@ func (st *Stack) extend(cc console.Config) func(context.Context, testenv.OriginP
 		audit := log.Named("audit")
 		ext := testenv.OriginExtension{
 			API: st.Policies.Handler(origin.Authenticator{Users: p.Users}, audit),
-			Pushed: func(ctx context.Context, push origin.Push) {
-				st.Policies.OnPush(ctx, policies.Push{Repository: push.Repository, Tag: push.Tag, Digest: push.Digest, Subject: push.Subject})
+			Pushed: func(ctx context.Context, push origin.Push) error {
+				_, err := st.Policies.OnPush(ctx, policies.Push{Repository: push.Repository, Tag: push.Tag, Digest: push.Digest, Subject: push.Subject})
+				return err
 			},
 			Configure: wiring.Configure,
 		}

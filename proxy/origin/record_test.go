@@ -1,0 +1,140 @@
+package origin_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dtrcache/dtrcache/proxy/origin"
+	"github.com/dtrcache/dtrcache/testenv"
+)
+
+// TestPushNotRecordedIsRefused: the backend took a manifest, but the
+// origin's Pushed (policy jobs, events) fails. The origin tries again, and
+// when it cannot record the push within RecordTimeout the client gets a
+// 503 UNAVAILABLE instead of a 201, so that it pushes again (a 201 would
+// lose the push's jobs and events). The store being down is a fault made
+// by hand: Pushed returns an error.
+func TestPushNotRecordedIsRefused(t *testing.T) {
+	tests := []struct {
+		name      string
+		failures  int // Pushed fails this many times, then succeeds
+		timeout   time.Duration
+		want      int
+		wantCalls int
+	}{
+		{name: "recorded at once", failures: 0, timeout: 5 * time.Second, want: http.StatusCreated, wantCalls: 1},
+		{name: "recorded at the third attempt", failures: 2, timeout: 10 * time.Second, want: http.StatusCreated, wantCalls: 3},
+		{name: "never recorded", failures: 1 << 30, timeout: 600 * time.Millisecond, want: http.StatusServiceUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var calls []origin.Push
+			tp := newTopology(t, func(c *origin.Config) {
+				c.RecordTimeout = tt.timeout
+				c.Pushed = func(_ context.Context, p origin.Push) error {
+					mu.Lock()
+					defer mu.Unlock()
+					calls = append(calls, p)
+					if len(calls) <= tt.failures {
+						return errors.New("state store unavailable")
+					}
+					return nil
+				}
+			})
+			img, err := testenv.GenerateImage(testenv.ImageSpec{Layers: 1, LayerSize: 4 << 10, Seed: 7})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The blobs go straight to the backend; the manifest through
+			// the origin.
+			if err := testenv.Push(context.Background(), tp.reg.Host+"/website/ui:base", img, testenv.RemoteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := img.RawManifest()
+			mt, _ := img.MediaType()
+			want, _ := img.Digest()
+			code, body := putManifest(t, tp, "admin", "website/ui", "2.0", raw, string(mt))
+			if code != tt.want {
+				t.Fatalf("manifest PUT: %d %s, want %d", code, body, tt.want)
+			}
+			mu.Lock()
+			n := len(calls)
+			mu.Unlock()
+			switch {
+			case tt.want == http.StatusServiceUnavailable:
+				var e struct {
+					Errors []struct{ Code, Message string } `json:"errors"`
+				}
+				if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) != 1 || e.Errors[0].Code != "UNAVAILABLE" {
+					t.Fatalf("503 body %s: want one UNAVAILABLE error (%v)", body, err)
+				}
+				if n < 2 {
+					t.Fatalf("Pushed called %d times before giving up, want retries", n)
+				}
+			case n != tt.wantCalls:
+				t.Fatalf("Pushed called %d times, want %d", n, tt.wantCalls)
+			}
+			mu.Lock()
+			last := calls[len(calls)-1]
+			mu.Unlock()
+			if last.Repository != "website/ui" || last.Tag != "2.0" || last.Digest != want.String() || !bytes.Equal(last.Manifest, raw) {
+				t.Fatalf("Pushed told of %s:%s@%s (%d bytes), want website/ui:2.0@%s", last.Repository, last.Tag, last.Digest, len(last.Manifest), want)
+			}
+		})
+	}
+}
+
+// TestDeleteNotRecordedIsRefused: a manifest delete the backend accepted
+// whose event cannot be recorded answers 503, as a push does.
+func TestDeleteNotRecordedIsRefused(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	tp := newTopology(t, func(c *origin.Config) {
+		c.RecordTimeout = 600 * time.Millisecond
+		c.Deleted = func(context.Context, origin.Operation) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			return errors.New("state store unavailable")
+		}
+	})
+	img := tp.push(t, "website/ui:gone", 3)
+	d, _ := img.Digest()
+	req, _ := http.NewRequest(http.MethodDelete, tp.origin.URL+"/v2/website/ui/manifests/"+d.String(), nil)
+	req.SetBasicAuth("admin", password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("DELETE: %d, want 503", resp.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls < 2 {
+		t.Fatalf("Deleted called %d times, want retries", calls)
+	}
+}
+
+func putManifest(t *testing.T, tp *topology, user, repo, ref string, body []byte, mediaType string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, tp.origin.URL+"/v2/"+repo+"/manifests/"+ref, bytes.NewReader(body))
+	req.Header.Set("Content-Type", mediaType)
+	req.SetBasicAuth(user, password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out bytes.Buffer
+	_, _ = out.ReadFrom(resp.Body)
+	return resp.StatusCode, out.Bytes()
+}
