@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,7 +33,13 @@ type options struct {
 	images    string
 	profiles  string
 	fill      string
-	keep      bool
+	// mirrorFills are extra dtrcache-mirror systems, each with its own
+	// fill settings: "label=YAML map;label=YAML map" makes
+	// dtrcache-mirror-<label> (see mirrorVariants).
+	mirrorFills string
+	// orderClients are the client counts of the order scenario.
+	orderClients string
+	keep         bool
 	// mirrorSet is the unique blob bytes of the mirroring set (0: 1 GiB,
 	// 24 MiB with --quick); policies extra settings of the benchmarked
 	// origin's policies: section.
@@ -55,6 +62,8 @@ func main() {
 	flag.StringVar(&o.images, "images", "", "comma-separated images for the cold/warm scenario, e.g. 8x64MiB (default: all)")
 	flag.StringVar(&o.profiles, "profiles", "", "comma-separated WAN profiles: shared,per-conn (default: both)")
 	flag.StringVar(&o.fill, "fill", "", "fill settings of the dtrcache caches as a YAML map, e.g. '{parallel: 1}' (default: the product defaults)")
+	flag.StringVar(&o.mirrorFills, "mirror-fills", "", "extra dtrcache-mirror systems with their own fill settings, 'label=YAML map;…', e.g. 'wa0={prefetch_while_awaited: 0}' runs dtrcache-mirror-wa0 (with --systems, name it there too)")
+	flag.StringVar(&o.orderClients, "order-clients", "1,8,16", "comma-separated client counts of the order scenario")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory")
 	mirrorSet := flag.String("mirror-set", "", "unique blob bytes of the mirroring set, e.g. 256MiB (default: 1GiB, 24MiB with --quick)")
 	flag.StringVar(&o.policies, "policies", "", "extra policies settings of the benchmarked origin as a YAML map, e.g. '{workers: 8}' (default: the product defaults)")
@@ -182,7 +191,13 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 	if o.scenarios == "order" {
 		imgs = nil // the order scenario seeds its own image
 	}
+	// Only the cold scenario (and order, with its own image) reads just
+	// the images of --images: the others are not seeded then.
+	coldOnly := !scen("concurrent") && !scen("range") && !scen("cut") && !scen("throughput") && !scen("resume")
 	for _, im := range imgs {
+		if coldOnly && o.images != "" && !slices.Contains(strings.Split(o.images, ","), im.label) {
+			continue
+		}
 		step("seeding %s (%s)", im.repoTag, im.label)
 		img, err := testenv.GenerateImage(im.spec)
 		if err != nil {
@@ -210,7 +225,21 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 		systems = append(systems, &directSys{l: link})
 	}
 	if want("dtrcache-mirror") {
-		s, err := newDtrcacheMirror(e, link)
+		s, err := newDtrcacheMirror(e, link, "dtrcache-mirror", e.fill)
+		if err != nil {
+			return err
+		}
+		systems = append(systems, s)
+	}
+	variants, err := mirrorVariants(o.mirrorFills)
+	if err != nil {
+		return err
+	}
+	for _, v := range variants {
+		if !want(v.name) {
+			continue
+		}
+		s, err := newDtrcacheMirror(e, link, v.name, v.fill)
 		if err != nil {
 			return err
 		}
@@ -335,7 +364,11 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 			return err
 		}
 		imgs = append(imgs, im)
-		for _, n := range []int{1, 8} {
+		counts, err := clientCounts(o.orderClients)
+		if err != nil {
+			return err
+		}
+		for _, n := range counts {
 			if err := r.order(ctx, im, n, shared); err != nil {
 				return err
 			}
@@ -344,10 +377,52 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 	rep := report{
 		Generated: time.Now().UTC(), Quick: o.quick, Took: time.Since(start).Round(time.Second).String(),
 		Machine: machine(), WAN: wanDescription(o), Images: imageDescriptions(imgs), Results: r.results,
-		RTT: (2 * o.latency).Seconds() * 1000,
+		RTT: (2 * o.latency).Seconds() * 1000, MirrorFills: map[string]string{},
+	}
+	for _, v := range variants {
+		if want(v.name) {
+			rep.MirrorFills[v.name] = v.fill
+		}
 	}
 	step("writing the report to %s", o.out)
 	return rep.write(o.out)
+}
+
+// mirrorVariant is an extra dtrcache-mirror system with its own fill
+// settings.
+type mirrorVariant struct {
+	name string // dtrcache-mirror-<label>
+	fill string // YAML flow map of the fill: section
+}
+
+// mirrorVariants parses --mirror-fills: "label=YAML map;label=YAML map".
+func mirrorVariants(spec string) ([]mirrorVariant, error) {
+	var out []mirrorVariant
+	for _, part := range strings.Split(spec, ";") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		label, fill, ok := strings.Cut(part, "=")
+		label, fill = strings.TrimSpace(label), strings.TrimSpace(fill)
+		if !ok || label == "" || fill == "" {
+			return nil, fmt.Errorf("--mirror-fills: %q is not label=YAML map", part)
+		}
+		out = append(out, mirrorVariant{name: "dtrcache-mirror-" + label, fill: fill})
+	}
+	return out, nil
+}
+
+// clientCounts parses --order-clients: comma-separated positive counts.
+func clientCounts(spec string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("--order-clients: %q is not a positive count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // profiles returns the shared-link and per-connection WAN settings.
@@ -375,6 +450,9 @@ func wanDescription(o options) string {
 func imageDescriptions(imgs []*image) map[string]int64 {
 	m := map[string]int64{}
 	for _, im := range imgs {
+		if im.info.BlobBytes == 0 {
+			continue // not seeded
+		}
 		m[im.label] = im.info.BlobBytes
 	}
 	return m

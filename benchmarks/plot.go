@@ -14,14 +14,14 @@ import (
 // chart draws one bar chart per table and returns its file name.
 func (rep *report) chart(dir string, k groupKey, rs []*result) (string, error) {
 	metric, label := "seconds", "seconds (lower is better)"
-	switch k.scenario {
+	switch kind(k.scenario) {
 	case "range":
 		metric, label = "ttfb_ms", "ms to first byte (lower is better)"
 	case "throughput":
 		metric, label = "mib_per_s", "MiB/s (higher is better)"
 	case "resume":
 		metric, label = "wan_ratio", "WAN bytes ÷ blob (lower is better)"
-	case "order-1", "order-8":
+	case "order":
 		metric, label = "first_layer_s", "seconds to the first layer (lower is better)"
 	}
 	var vals plotter.Values
@@ -38,7 +38,7 @@ func (rep *report) chart(dir string, k groupKey, rs []*result) (string, error) {
 		return "", nil
 	}
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("%s — %s, %s", strings.SplitN(scenarioTitle[k.scenario], ". ", 2)[1], k.image, k.profile)
+	p.Title.Text = fmt.Sprintf("%s — %s, %s", strings.SplitN(titleOf(k.scenario), ". ", 2)[1], k.image, k.profile)
 	p.Y.Label.Text = label
 	bars, err := plotter.NewBarChart(vals, vg.Points(28))
 	if err != nil {

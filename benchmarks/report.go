@@ -20,8 +20,11 @@ type report struct {
 	WAN       string           `json:"wan"`
 	RTT       float64          `json:"rtt_ms"`
 	Images    map[string]int64 `json:"image_bytes"`
-	Results   []*result        `json:"results"`
-	Targets   []target         `json:"targets"`
+	// MirrorFills are the fill settings of the dtrcache-mirror variants
+	// (--mirror-fills), by system name.
+	MirrorFills map[string]string `json:"mirror_fills,omitempty"`
+	Results     []*result         `json:"results"`
+	Targets     []target          `json:"targets"`
 }
 
 // target is one promise of the README, checked against the run.
@@ -49,7 +52,13 @@ func (rep *report) group(scenario, image, profile string) []*result {
 		}
 	}
 	order := map[string]int{"direct": 0, "dtrcache-mirror": 1, "dtrcache-forward": 2, "dtrcache-forward-head": 3, "dtrcache-redirect": 4, "distribution-proxy": 5, "nginx": 6}
-	sort.SliceStable(out, func(i, j int) bool { return order[out[i].System] < order[out[j].System] })
+	rank := func(sys string) int {
+		if isMirrorVariant(sys) {
+			return order["dtrcache-mirror"] // after it: the sort is stable, variants run later
+		}
+		return order[sys]
+	}
+	sort.SliceStable(out, func(i, j int) bool { return rank(out[i].System) < rank(out[j].System) })
 	return out
 }
 
@@ -101,7 +110,33 @@ var scenarioTitle = map[string]string{
 	"resume":     "8. A download of an uncached layer breaks and resumes with a Range",
 	"order-1":    "9. One client fetching one blob at a time in manifest order (as skopeo), cold",
 	"order-8":    "10. 8 clients fetching one blob at a time in manifest order (as skopeo), cold",
+	"order-16":   "11. 16 clients fetching one blob at a time in manifest order (as skopeo), cold",
 }
+
+// titleOf is scenario's section title; an order scenario with a client
+// count not in scenarioTitle gets a numbered-after-them one.
+func titleOf(scenario string) string {
+	if t, ok := scenarioTitle[scenario]; ok {
+		return t
+	}
+	if n, ok := strings.CutPrefix(scenario, "order-"); ok {
+		return fmt.Sprintf("12. %s clients fetching one blob at a time in manifest order (as skopeo), cold", n)
+	}
+	return "99. " + scenario
+}
+
+// kind is scenario without an order scenario's client count: "order-8"
+// is "order".
+func kind(scenario string) string {
+	if strings.HasPrefix(scenario, "order-") {
+		return "order"
+	}
+	return scenario
+}
+
+// isMirrorVariant reports whether sys is a dtrcache-mirror with its own
+// fill settings (--mirror-fills).
+func isMirrorVariant(sys string) bool { return strings.HasPrefix(sys, "dtrcache-mirror-") }
 
 // renderReport writes report.md and the charts again from dir's
 // results.json (after a change to the tables or the targets).
@@ -136,6 +171,14 @@ func (rep *report) write(dir string) error {
 		imgs = append(imgs, fmt.Sprintf("%s = %s", k, mb(float64(v))))
 	}
 	sort.Strings(imgs)
+	if len(rep.MirrorFills) > 0 {
+		var vs []string
+		for name, fill := range rep.MirrorFills {
+			vs = append(vs, fmt.Sprintf("`%s`: `fill: %s`", name, fill))
+		}
+		sort.Strings(vs)
+		fmt.Fprintf(&b, "dtrcache-mirror variants (the product defaults but for these fill settings): %s.\n\n", strings.Join(vs, "; "))
+	}
 	fmt.Fprintf(&b, "Images (blob bytes): %s.\n\n## Targets\n\n| target | measured | met |\n|---|---|---|\n", strings.Join(imgs, ", "))
 	for _, t := range rep.Targets {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.What, t.Measured, map[bool]string{true: "yes", false: "**no**"}[t.Met])
@@ -143,7 +186,7 @@ func (rep *report) write(dir string) error {
 	last := ""
 	for _, k := range rep.groups() {
 		if k.scenario != last {
-			fmt.Fprintf(&b, "\n## %s\n", scenarioTitle[k.scenario])
+			fmt.Fprintf(&b, "\n## %s\n", titleOf(k.scenario))
 			last = k.scenario
 		}
 		rs := rep.group(k.scenario, k.image, k.profile)
@@ -174,8 +217,8 @@ func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
 		}
 		return fmt.Sprintf(" (%d failed)", len(r.Errors))
 	}
-	switch k.scenario {
-	case "order-1", "order-8":
+	switch kind(k.scenario) {
+	case "order":
 		orderTable(b, rep.find(k.scenario, k.image, k.profile, "nginx"), rs)
 	case "cold", "warm", "concurrent", "cut":
 		peer, who := bestPeer(rs, "seconds", false)

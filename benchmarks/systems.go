@@ -98,27 +98,32 @@ func (s *procSys) blobURL(_ context.Context, repo, d string) (string, error) {
 
 // fillYAML is the `fill:` line of the dtrcache configurations, empty for
 // the defaults.
-func (e *env) fillYAML() string {
-	if e.fill == "" {
+func (e *env) fillYAML() string { return fillLine(e.fill) }
+
+// fillLine is the `fill:` line for the YAML flow map fill, empty for "".
+func fillLine(fill string) string {
+	if fill == "" {
 		return ""
 	}
-	return "fill: " + e.fill + "\n"
+	return "fill: " + fill + "\n"
 }
 
-// newDtrcacheMirror is dtrcache in mirror mode in front of the WAN.
-func newDtrcacheMirror(e *env, l *wan.Link) (*procSys, error) {
+// newDtrcacheMirror is dtrcache in mirror mode in front of the WAN, named
+// label, with the fill settings fill (a YAML flow map, "" for the
+// defaults).
+func newDtrcacheMirror(e *env, l *wan.Link, label, fill string) (*procSys, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	s := &procSys{e: e, label: "dtrcache-mirror", port: port, cacheDir: filepath.Join(e.dir, "dtrcache-mirror"), l: l, health: "/healthz"}
-	cfg := filepath.Join(e.dir, "dtrcache-mirror.yml")
+	s := &procSys{e: e, label: label, port: port, cacheDir: filepath.Join(e.dir, label), l: l, health: "/healthz"}
+	cfg := filepath.Join(e.dir, label+".yml")
 	if err := writeFile(cfg, fmt.Sprintf(`
 log: {level: warn}
 http: {addr: "127.0.0.1:%d"}
 storage: {root: %q}
 mirror: {upstreams: [{name: backend, url: "http://%s"}]}
-%s`, port, s.cacheDir, l.Addr(), e.fillYAML())); err != nil {
+%s`, port, s.cacheDir, l.Addr(), fillLine(fill))); err != nil {
 		return nil, err
 	}
 	s.args = func() []string { return []string{e.dtrcache, "cache", "--config", cfg} }

@@ -3,13 +3,12 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/dtrcache/dtrcache/testenv"
 )
-
-var dtrcacheSystems = []string{"dtrcache-mirror", "dtrcache-redirect"}
 
 // checkTargets compares dtrcache's medians with the README's targets.
 func (rep *report) checkTargets() []target {
@@ -24,6 +23,12 @@ func (rep *report) checkTargets() []target {
 		}
 		v, ok := r.Median[metric]
 		return v, ok
+	}
+	dtrcacheSystems := []string{"dtrcache-mirror", "dtrcache-redirect"}
+	for _, r := range rep.Results {
+		if isMirrorVariant(r.System) && !slices.Contains(dtrcacheSystems, r.System) {
+			dtrcacheSystems = append(dtrcacheSystems, r.System)
+		}
 	}
 	for _, k := range rep.groups() {
 		rs := rep.group(k.scenario, k.image, k.profile)
@@ -100,6 +105,21 @@ func (rep *report) checkTargets() []target {
 			case "resume":
 				if w, ok := median(k.scenario, k.image, k.profile, sys, "wan_ratio"); ok {
 					add(fmt.Sprintf("download broken and resumed with a Range: WAN bytes ≤ 1.02 × the blob (%s)", where), fmt.Sprintf("%.3f ×", w), w <= 1.02)
+				}
+			case "order-1", "order-8", "order-16":
+				// Issue 16 item 6: the first layer against its physical limit
+				// (one client), the whole pull against nginx's.
+				if k.scenario == "order-1" {
+					f, _ := median(k.scenario, k.image, k.profile, sys, "first_layer_s")
+					l, _ := median(k.scenario, k.image, k.profile, sys, "first_layer_limit_s")
+					add(fmt.Sprintf("order: first layer ≤ 1.2 × (layer ÷ bandwidth + 2 RTT) (%s)", where), fmt.Sprintf("%.2f s vs %.2f s = %s", f, l, ratio(f, l)), f <= 1.2*l)
+				}
+				if n, ok := median(k.scenario, k.image, k.profile, "nginx", "seconds"); ok {
+					limit := 1.0
+					if k.scenario == "order-1" {
+						limit = 0.95
+					}
+					add(fmt.Sprintf("%s: all clients done ≤ %.2f × nginx (%s)", k.scenario, limit, where), fmt.Sprintf("%.2f s vs %.2f s = %s", v, n, ratio(v, n)), v <= limit*n)
 				}
 			case "throughput":
 				m, ok := median(k.scenario, k.image, k.profile, sys, "mib_per_s")
