@@ -254,6 +254,57 @@ func TestPrefetchFillsInManifestOrder(t *testing.T) {
 	}
 }
 
+// TestPrefetchDefaultLeavesTheLinkToTheLead: with the default
+// PrefetchWhileAwaited (none), a manifest's prefetch runs one blob at a
+// time while the lead has less than 75 % of its bytes; past 75 % the next
+// blob starts, in manifest order, and no other.
+func TestPrefetchDefaultLeavesTheLinkToTheLead(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before, ignoreRegistry) })
+	link := newSlowLink()
+	e := newEnv(t, envOptions{noRedirect: true, regOpts: testenv.RegistryOptions{Wrap: link.wrap}})
+	t.Cleanup(e.server.Close) // before the registry closes: nothing waits on it then
+	t.Cleanup(link.close)
+	e.server.Prefetch = 4 // PrefetchWhileAwaited left at its default
+	img := e.push(t, "order/lead:1", testenv.ImageSpec{Layers: 4, LayerSize: 1 << 20, Seed: 43})
+	info, _ := testenv.Describe(img)
+	blobs := []string{info.Config.String()}
+	for _, h := range info.Layers {
+		blobs = append(blobs, h.String())
+	}
+	seen := func(n int) func() bool { return func() bool { return len(link.order) >= n } }
+
+	resp, _, _ := e.get(t, "/v2/order/lead/manifests/1", map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	link.waitFor(t, "the config's GET", seen(1))
+	waitStats(t, e.server, "1 running, 4 waiting", func(s cache.PrefetchStats) bool { return s.Running == 1 && s.Waiting == 4 })
+	// The config done, then each layer past 75 %, lets the next blob start.
+	for i := range blobs {
+		if i == 0 {
+			link.allow(blobs[0], math.MaxInt64)
+		} else {
+			_, b := layerBytes(t, img, i-1)
+			link.allow(blobs[i], int64(len(b))*8/10)
+		}
+		if i+1 < len(blobs) {
+			link.waitFor(t, fmt.Sprintf("GET %d", i+2), seen(i+2))
+		}
+		link.allow(blobs[i], math.MaxInt64)
+	}
+	waitStats(t, e.server, "every prefetch done", func(s cache.PrefetchStats) bool { return s.Running == 0 && s.Waiting == 0 })
+
+	link.mu.Lock()
+	defer link.mu.Unlock()
+	if got, want := strings.Join(link.order, ","), strings.Join(blobs, ","); got != want {
+		t.Errorf("blob GETs %s, want the config and the layers in manifest order", got)
+	}
+	if got, want := fmt.Sprint(link.inFlight), "[1 1 1 1 1]"; got != want {
+		t.Errorf("blob GETs below 75 %% when each arrived: %s, want %s", got, want)
+	}
+}
+
 // readBlob GETs a blob, counting the bytes read in n, and checks its digest.
 func readBlob(url, want string, n *atomic.Int64) error {
 	resp, err := http.Get(url)

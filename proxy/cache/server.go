@@ -34,8 +34,12 @@ const (
 	DefaultPrefetch = 4
 	// DefaultPrefetchWhileAwaited is how many prefetch fills run besides
 	// the ones clients wait for while one of those is not near done
-	// (Server.PrefetchWhileAwaited).
-	DefaultPrefetchWhileAwaited = 1
+	// (Server.PrefetchWhileAwaited): none, so a wanted fill has the link
+	// to itself until it is near done. On a shared link that puts the
+	// first layer within 1.15 × its limit (1.81 × with one other fill);
+	// where each upstream connection is capped well below the link, 1
+	// pulls faster (benchmarks/results/latest/prefetch-order).
+	DefaultPrefetchWhileAwaited = 0
 )
 
 // Server is the cache's registry API. Configure it through its fields;
@@ -61,8 +65,8 @@ type Server struct {
 	// wanted ones, while a wanted fill has less than 75 % of its bytes: a
 	// fill a client is reading, or the earliest blob of a manifest not yet
 	// filled (clients ask in manifest order). Up to Prefetch run
-	// otherwise. 0 means DefaultPrefetchWhileAwaited; a negative value
-	// means none.
+	// otherwise. 0 means DefaultPrefetchWhileAwaited (none); a negative
+	// value means none.
 	PrefetchWhileAwaited int
 
 	prefetch prefetcher

@@ -213,7 +213,7 @@ type Fill struct {
 	// PrefetchWhileAwaited is how many prefetch fills run besides the ones
 	// clients wait for (and the earliest blob of a manifest not yet
 	// filled) while one of those has less than 75 % of its bytes; unset
-	// means cache.DefaultPrefetchWhileAwaited, 0 none.
+	// means cache.DefaultPrefetchWhileAwaited (0), 0 none.
 	PrefetchWhileAwaited *int `yaml:"prefetch_while_awaited"`
 }
 
