@@ -45,6 +45,92 @@ wait_http() {
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 
+# wait_for DESC CMD... runs CMD every 0.1 s until it succeeds, for at most
+# 15 s, and fails naming DESC if it never does.
+wait_for() {
+	local desc=$1
+	shift
+	for _ in $(seq 1 150); do
+		if "$@"; then return 0; fi
+		sleep 0.1
+	done
+	fail "$desc (waited 15 s)"
+}
+
+# metric prints the sum of the samples on /metrics of the server at $1
+# (host:port) whose line starts with $2 (a name, or a name and a prefix of
+# its labels).
+metric() { curl -s "http://$1/metrics" | awk -v m="$2" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
+
+# start_docker_registry NAME ADDR runs Debian's docker-registry on ADDR
+# (host:port, plain HTTP) with its storage in $WORK/NAME and its access
+# log (the combined format: the request line, then the referer and the
+# User-Agent in quotes) in $WORK/NAME.log, and waits until it answers.
+start_docker_registry() {
+	local name=$1 addr=$2
+	cat >"$WORK/$name.yml" <<YAML
+version: 0.1
+log: {level: info, accesslog: {disabled: false}}
+storage: {filesystem: {rootdirectory: $WORK/$name}, delete: {enabled: true}}
+http: {addr: $addr}
+YAML
+	bg "$name" docker-registry serve "$WORK/$name.yml"
+	wait_http "http://$addr/v2/"
+}
+
+# start_origin_cache BACKEND runs `dtrcache origin` in front of the
+# registry at BACKEND (host:port, plain HTTP) and `dtrcache cache` "asia"
+# in redirect mode behind it, on free ports (ORIGIN and CACHE are set to
+# them), and waits for both (logs: $WORK/origin.log, $WORK/cache.log). The
+# accounts admin, alice, bob and cache-asia have the password $PW; team
+# web (alice, bob) pulls website/**, the cache's account pulls everything.
+# The cache is not registered at the origin yet.
+start_origin_cache() {
+	local backend=$1 u
+	ORIGIN=127.0.0.1:$(free_port)
+	CACHE=127.0.0.1:$(free_port)
+	PW=dtrcache-demo-pw
+	"$BIN" keys generate --dir "$WORK/keys" >/dev/null
+	for u in admin alice bob cache-asia; do echo "$PW" | "$BIN" htpasswd --cost 4 "$u"; done >"$WORK/htpasswd"
+	cat >"$WORK/policy.yml" <<YAML
+admins: [admin]
+teams:
+  - {name: web, members: [alice, bob]}
+  - {name: caches, members: [cache-asia]}
+repositories:
+  - pattern: "website/**"
+    grants: [{team: web, actions: [pull]}]
+  - pattern: "**"
+    grants: [{team: caches, actions: [pull]}]
+YAML
+	cat >"$WORK/origin.yml" <<YAML
+log: {level: info, format: json}
+http: {addr: $ORIGIN}
+backend: {url: http://$backend}
+auth: {htpasswd: $WORK/htpasswd}
+policy: $WORK/policy.yml
+data_dir: $WORK/origin
+keys: {dir: $WORK/keys, issuer: origin}
+caches: {health_interval: 1s}
+YAML
+	echo "$PW" >"$WORK/cache-password"
+	cat >"$WORK/cache.yml" <<YAML
+name: asia
+log: {level: info, format: json}
+http: {addr: $CACHE}
+storage: {root: $WORK/cache}
+redirect:
+  upstreams: [http://$ORIGIN]
+  username: cache-asia
+  password_file: $WORK/cache-password
+  issuer: origin
+YAML
+	bg origin "$BIN" origin --config "$WORK/origin.yml"
+	wait_http "http://$ORIGIN/healthz"
+	bg cache "$BIN" cache --config "$WORK/cache.yml"
+	wait_http "http://$CACHE/healthz"
+}
+
 # start_nginx runs Debian's nginx in the background on the site file
 # $WORK/nginx/$1 (which listens on $LB and answers /nginx-health), logging
 # each request in $WORK/nginx-access.log with the format $2 (none when it is

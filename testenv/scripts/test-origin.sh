@@ -7,54 +7,12 @@
 source "$(dirname "$0")/lib.sh"
 
 REG=127.0.0.1:$(free_port)
-ORIGIN=127.0.0.1:$(free_port)
-CACHE=127.0.0.1:$(free_port)
-PW=dtrcache-demo-pw
 
 registry=$(go_tool ./testenv/cmd/registry)
 seed=$(go_tool ./testenv/cmd/seed)
 bg registry "$registry" --addr "$REG"
 wait_http "http://$REG/v2/"
-
-"$BIN" keys generate --dir "$WORK/keys" >/dev/null
-for u in admin alice bob cache-asia; do echo "$PW" | "$BIN" htpasswd --cost 4 "$u"; done >"$WORK/htpasswd"
-cat >"$WORK/policy.yml" <<YAML
-admins: [admin]
-teams:
-  - {name: web, members: [alice, bob]}
-  - {name: caches, members: [cache-asia]}
-repositories:
-  - pattern: "website/**"
-    grants: [{team: web, actions: [pull]}]
-  - pattern: "**"
-    grants: [{team: caches, actions: [pull]}]
-YAML
-cat >"$WORK/origin.yml" <<YAML
-log: {level: info, format: json}
-http: {addr: $ORIGIN}
-backend: {url: http://$REG}
-auth: {htpasswd: $WORK/htpasswd}
-policy: $WORK/policy.yml
-data_dir: $WORK/origin
-keys: {dir: $WORK/keys, issuer: origin}
-caches: {health_interval: 1s}
-YAML
-echo "$PW" >"$WORK/cache-password"
-cat >"$WORK/cache.yml" <<YAML
-name: asia
-log: {level: info, format: json}
-http: {addr: $CACHE}
-storage: {root: $WORK/cache}
-redirect:
-  upstreams: [http://$ORIGIN]
-  username: cache-asia
-  password_file: $WORK/cache-password
-  issuer: origin
-YAML
-bg origin "$BIN" origin --config "$WORK/origin.yml"
-wait_http "http://$ORIGIN/healthz"
-bg cache "$BIN" cache --config "$WORK/cache.yml"
-wait_http "http://$CACHE/healthz"
+start_origin_cache "$REG"
 
 # Push through the origin as admin, register the cache, point alice at it.
 "$seed" --registry "$ORIGIN" --user admin --password "$PW" --image website/ui:3-stable --layers 3 --size 2MiB --realistic >"$WORK/seed.out" 2>&1 ||
@@ -67,7 +25,6 @@ api() { curl -sS -u "$1:$PW" -X "$2" -H 'Content-Type: application/json' ${4:+-d
 [ "$(api alice PATCH /api/v0/accounts/alice/settings '{"contentCache":"asia"}')" = 200 ] || fail "alice settings: $(cat "$WORK/api.out")"
 pass "cache asia registered by admin (refused for alice); alice's profile points at it"
 
-metric() { curl -s "http://$1/metrics" | awk -v m="$2" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
 nblobs=$(( $(sed -n 's/^layers //p' "$WORK/seed.out" | wc -w) + 1 ))
 
 skopeo copy --quiet --src-tls-verify=false --src-creds "alice:$PW" "docker://$ORIGIN/website/ui:3-stable" "dir:$WORK/alice"
