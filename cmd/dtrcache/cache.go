@@ -195,6 +195,7 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 		cancel()
 	}
 	drain := newDrain()
+	reg.MustRegister(drain.watchesCollector())
 	ready := func(ctx context.Context) error {
 		if err := drain.notReady(); err != nil {
 			return err

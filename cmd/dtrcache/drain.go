@@ -5,12 +5,14 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
 	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/proxy/upstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -44,6 +46,17 @@ type drainState struct {
 	draining bool
 	seen     chan struct{} // closed when a /readyz answered 503 while draining
 	begun    chan struct{} // closed when draining starts
+	// watches counts the watches of /readyz held now (one per origin
+	// replica probing this cache): dtrcache_readyz_watches.
+	watches atomic.Int64
+}
+
+// watchesCollector exports drainState.watches.
+func (d *drainState) watchesCollector() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dtrcache_readyz_watches",
+		Help: "Watches of /readyz held now: origin replicas waiting to hear at once that this cache stops.",
+	}, func() float64 { return float64(d.watches.Load()) })
 }
 
 func newDrain() *drainState {
@@ -63,11 +76,13 @@ func (d *drainState) watchReady(h http.Handler) http.Handler {
 		if r.URL.Path == "/readyz" && r.Method == http.MethodGet && r.URL.Query().Has("wait") {
 			if wait, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && wait > 0 {
 				t := time.NewTimer(min(wait, maxWatch))
+				d.watches.Add(1)
 				select {
 				case <-d.begun:
 				case <-t.C:
 				case <-r.Context().Done():
 				}
+				d.watches.Add(-1)
 				t.Stop()
 			}
 		}

@@ -79,8 +79,10 @@ func TestDrainOnStop(t *testing.T) {
 				resp.Body.Close()
 				held <- answer{resp.StatusCode, time.Now()}
 			}()
-			time.Sleep(100 * time.Millisecond) // the watch is held (it cannot answer before the stop)
-			stop()                             // SIGTERM
+			if tt.probe { // the watch is held: the cache counts it
+				waitMetric(t, base, "dtrcache_readyz_watches 1")
+			}
+			stop() // SIGTERM
 			start := time.Now()
 			if tt.probe {
 				a := <-held
@@ -121,5 +123,27 @@ func TestDrainOnStop(t *testing.T) {
 				t.Fatal("the cache did not stop")
 			}
 		})
+	}
+}
+
+// waitMetric waits (5 s at most) until the server at base shows line in
+// its /metrics.
+func waitMetric(t *testing.T, base, line string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		resp, err := http.Get(base + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(b), "\n") {
+				if l == line {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/metrics does not show %q within 5 s", base, line)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition
 	}
 }
