@@ -198,6 +198,7 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 		Backend: backend, BackendUser: cfg.Backend.Username, BackendPassword: cfg.Backend.Password, Transport: transport,
 		Users: users, Access: access, Keys: keys, DB: db, Prober: prober, Realm: cfg.Auth.Realm,
 		Logger: log, Audit: log.Named("audit"), Metrics: origin.NewMetrics(reg), PrefetchHints: *cfg.Caches.PrefetchHints,
+		UserAgent: "dtrcache/" + version,
 	}
 	if wiring != nil {
 		wiring.Configure(&oc) // the events' hooks after the policies', the webhooks API in front

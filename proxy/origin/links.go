@@ -70,6 +70,9 @@ func (s *Server) headBlob(ctx context.Context, repo, digest string) (int64, bool
 	if s.c.BackendUser != "" {
 		req.SetBasicAuth(s.c.BackendUser, s.c.BackendPassword)
 	}
+	if s.c.UserAgent != "" {
+		req.Header.Set("User-Agent", s.c.UserAgent)
+	}
 	rt := s.c.Transport
 	if rt == nil {
 		rt = http.DefaultTransport

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,6 +52,11 @@ type topology struct {
 	// uploadQueries are the raw queries of the upload POSTs the backend
 	// received.
 	uploadQueries chan string
+
+	// mu guards blobHeads.
+	mu sync.Mutex
+	// blobHeads are the User-Agents of the blob HEADs the backend received.
+	blobHeads []string
 }
 
 func htpasswd(t *testing.T, users ...string) *policy.Users {
@@ -78,6 +84,11 @@ func newTopology(t *testing.T, opts ...func(*origin.Config)) *topology {
 	var err error
 	tp.reg, err = testenv.StartRegistry(ctx, testenv.RegistryOptions{Wrap: func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/blobs/") {
+				tp.mu.Lock()
+				tp.blobHeads = append(tp.blobHeads, r.UserAgent())
+				tp.mu.Unlock()
+			}
 			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/") {
 				select {
 				case tp.uploadQueries <- r.URL.RawQuery:

@@ -138,3 +138,34 @@ func putManifest(t *testing.T, tp *topology, user, repo, ref string, body []byte
 	_, _ = out.ReadFrom(resp.Body)
 	return resp.StatusCode, out.Bytes()
 }
+
+// TestLinkChecksNameTheOrigin: the HEADs the origin sends the backend to
+// check that a blob is in a repository carry Config.UserAgent, so the
+// backend's log tells them from clients' requests.
+func TestLinkChecksNameTheOrigin(t *testing.T) {
+	tp := newTopology(t, func(c *origin.Config) { c.UserAgent = "dtrcache/test" })
+	img := tp.push(t, "website/ui:ua", 11)
+	tp.mu.Lock()
+	tp.blobHeads = nil // the push's own HEADs
+	tp.mu.Unlock()
+	if code, body := tp.api(t, "admin", "POST", "/api/v0/content_caches", map[string]string{"name": "asia", "host": tp.cache.URL, "account": "cache-asia"}); code != http.StatusCreated {
+		t.Fatalf("register asia: %d %s", code, body)
+	}
+	if code, body := tp.api(t, "alice", "PATCH", "/api/v0/accounts/alice/settings", map[string]string{"contentCache": "asia"}); code != http.StatusOK {
+		t.Fatalf("alice settings: %d %s", code, body)
+	}
+	want, _ := img.Digest()
+	if res, err := tp.pull("alice", "website/ui:ua"); err != nil || res.Digest != want {
+		t.Fatalf("alice pull: %v %v", res.Digest, err)
+	}
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if len(tp.blobHeads) == 0 {
+		t.Fatal("the origin checked no blob at the backend")
+	}
+	for _, ua := range tp.blobHeads {
+		if ua != "dtrcache/test" {
+			t.Fatalf("a link check at the backend had User-Agent %q, want dtrcache/test (all: %q)", ua, tp.blobHeads)
+		}
+	}
+}

@@ -66,6 +66,9 @@ type Config struct {
 	// someone wants them.
 	Pulled    func(ctx context.Context, op Operation)
 	WantPulls func() bool
+	// UserAgent is sent with the origin's own requests to the backend
+	// (the checks that a blob is in a repository); "" leaves Go's default.
+	UserAgent string
 	// RecordTimeout bounds Pushed and Deleted with their retries, for one
 	// operation. 0 means 20 s: long enough to outlast an etcd leader
 	// election, short enough for a client's timeout.
