@@ -216,6 +216,17 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 	}
 	defer link.Close()
 
+	var shaCPU float64
+	var shaRuns []float64
+	if scen("cold") {
+		// The cold CPU target's sha256 share, on this machine under this
+		// run's load: before the systems start, while the harness is idle.
+		if shaCPU, shaRuns, err = sha256CPU(ctx, 3); err != nil {
+			return err
+		}
+		step("sha256: %.3f CPU s per GiB (median of %v)", shaCPU, shaRuns)
+	}
+
 	step("starting the systems")
 	var systems []system
 	want := func(name string) bool {
@@ -378,6 +389,7 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 		Generated: time.Now().UTC(), Quick: o.quick, Took: time.Since(start).Round(time.Second).String(),
 		Machine: machine(), WAN: wanDescription(o), Images: imageDescriptions(imgs), Results: r.results,
 		RTT: (2 * o.latency).Seconds() * 1000, MirrorFills: map[string]string{},
+		SHA256CPU: shaCPU, SHA256Runs: shaRuns,
 	}
 	for _, v := range variants {
 		if want(v.name) {

@@ -3,18 +3,23 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/dtrcache/dtrcache/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // pullOnce pulls ref through sys and checks the manifest digest.
@@ -244,3 +249,58 @@ func goLoad(ctx context.Context, url string, conns int, d time.Duration) (loadRe
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// sha256Bytes is how much one measurement of sha256CPU hashes: 1 GiB,
+// 16 passes over a 64 MiB buffer (larger than the caches, as a fill's
+// bytes are).
+const (
+	sha256Bytes  = 1 << 30
+	sha256Buffer = 64 << 20
+)
+
+// sha256CPU returns the CPU seconds per GiB that crypto/sha256 costs on
+// this machine: the median of reps measurements, each hashing
+// sha256Bytes already in memory on one locked OS thread and reading that
+// thread's user + system time (getrusage RUSAGE_THREAD) before and after,
+// so the harness's other goroutines (the WAN emulator) do not count. The
+// figures of each measurement are returned too.
+func sha256CPU(ctx context.Context, reps int) (median float64, runs []float64, err error) {
+	buf := make([]byte, sha256Buffer)
+	if _, err := rand.Read(buf); err != nil {
+		return 0, nil, fmt.Errorf("sha256 buffer: %w", err)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for i := 0; i < reps; i++ {
+		if err := ctx.Err(); err != nil {
+			return 0, nil, err
+		}
+		t0, err := threadCPU()
+		if err != nil {
+			return 0, nil, err
+		}
+		h := sha256.New()
+		for n := 0; n < sha256Bytes; n += len(buf) {
+			h.Write(buf)
+		}
+		h.Sum(nil)
+		t1, err := threadCPU()
+		if err != nil {
+			return 0, nil, err
+		}
+		runs = append(runs, (t1-t0)/(float64(sha256Bytes)/(1<<30)))
+	}
+	s := slices.Clone(runs)
+	slices.Sort(s)
+	return s[len(s)/2], runs, nil
+}
+
+// threadCPU returns the user + system CPU seconds of the calling OS
+// thread.
+func threadCPU() (float64, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9, nil
+}
