@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/testenv"
-	"golang.org/x/sys/unix"
 )
 
 // pullOnce pulls ref through sys and checks the manifest digest.
@@ -293,14 +292,4 @@ func sha256CPU(ctx context.Context, reps int) (median float64, runs []float64, e
 	s := slices.Clone(runs)
 	slices.Sort(s)
 	return s[len(s)/2], runs, nil
-}
-
-// threadCPU returns the user + system CPU seconds of the calling OS
-// thread.
-func threadCPU() (float64, error) {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
-		return 0, fmt.Errorf("getrusage: %w", err)
-	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9, nil
 }

@@ -73,14 +73,7 @@ REMOTE=127.0.0.1:$(free_port)
 for r in backend remote; do
 	addr=$BACKEND
 	[ "$r" = remote ] && addr=$REMOTE
-	cat >"$WORK/$r.yml" <<YAML
-version: 0.1
-log: {level: info, accesslog: {disabled: false}}
-storage: {filesystem: {rootdirectory: $WORK/$r}, delete: {enabled: true}}
-http: {addr: $addr}
-YAML
-	bg "$r" docker-registry serve "$WORK/$r.yml"
-	wait_http "http://$addr/v2/"
+	start_docker_registry "$r" "$addr"
 done
 
 # --- two origin replicas on the cluster, one key directory, one secret key.

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package main
+
+import "errors"
+
+// threadCPU needs a thread's own CPU time (getrusage RUSAGE_THREAD),
+// which only Linux reports: elsewhere the harness measures no sha256 cost
+// (it reads its systems' CPU from /proc, Linux's, anyway).
+func threadCPU() (float64, error) {
+	return 0, errors.New("a thread's CPU time is read on Linux only")
+}
