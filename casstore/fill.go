@@ -137,8 +137,29 @@ func (s *Store) Fill(ctx context.Context, d Digest, src Source, fo FillOptions) 
 	case <-ctx.Done():
 		return nil, res, ctx.Err()
 	}
-	b, err := f.newBlob(ctx, src)
+	b, err := s.joinFill(ctx, f, src)
 	return b, res, err
+}
+
+// joinFill returns a reader of the fill f, whose size is known (or that
+// failed). A fill that committed and closed its file before the reader
+// could hold it has its blob in the store: the reader gets that (a hit),
+// not a stream of its own from the source.
+func (s *Store) joinFill(ctx context.Context, f *fill, src Source) (*Blob, error) {
+	b, err := f.newBlob(ctx, src)
+	if err != nil || b.held {
+		return b, err
+	}
+	f.mu.Lock()
+	committed := f.phase == phaseCommitted
+	f.mu.Unlock()
+	if committed {
+		if ob, oerr := s.Open(f.d); oerr == nil {
+			b.Close()
+			return ob, nil
+		}
+	}
+	return b, nil // not on disk (a write failed, or evicted since): from the source
 }
 
 func (s *Store) startFillLocked(d Digest, src Source, fo FillOptions) *fill {

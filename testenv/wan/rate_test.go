@@ -113,8 +113,12 @@ func checkRate(t *testing.T, what string, n int64, d time.Duration, want float64
 	t.Helper()
 	got := float64(n) / d.Seconds()
 	t.Logf("%s: %d bytes in %v = %.3f MB/s (want %.3f, %+.1f%%)", what, n, d.Round(time.Millisecond), got/1e6, want/1e6, (got/want-1)*100)
-	if got < want*0.9 || got > want*1.1 {
-		t.Errorf("%s: %.3f MB/s, want %.3f MB/s ± 10%%", what, got/1e6, want/1e6)
+	// Faster than the rate is the shaper's fault: 10 % over fails. Slower
+	// is also the machine's: under -race, beside the other test packages
+	// on 2 cores, a correct shaper measured 13–17 % under the rate in CI,
+	// so up to 25 % under passes (a shaper that halves the rate still fails).
+	if got < want*0.75 || got > want*1.1 {
+		t.Errorf("%s: %.3f MB/s, want %.3f MB/s (−25 %%, +10 %%)", what, got/1e6, want/1e6)
 	}
 }
 
