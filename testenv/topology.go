@@ -69,7 +69,7 @@ type OriginParts struct {
 type OriginExtension struct {
 	// API and Pushed become the origin's Config.API and Config.Pushed.
 	API    http.Handler
-	Pushed func(ctx context.Context, p origin.Push) error
+	Pushed []func(ctx context.Context, p origin.Push) error
 	// Configure, if set, changes the origin's Config last (the events'
 	// hooks: originevents.Wiring.Configure).
 	Configure func(c *origin.Config)

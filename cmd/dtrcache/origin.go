@@ -190,10 +190,10 @@ func serveOrigin(ctx context.Context, cfg *config.Origin, log *zap.Logger, ln ne
 		return err
 	}
 	oc := origin.Config{
-		Pushed: func(ctx context.Context, p origin.Push) error {
+		Pushed: []func(context.Context, origin.Push) error{func(ctx context.Context, p origin.Push) error {
 			_, err := engine.svc.OnPush(ctx, policies.Push{Repository: p.Repository, Tag: p.Tag, Digest: p.Digest, Subject: p.Subject})
 			return err
-		},
+		}},
 		API:     engine.svc.Handler(origin.Authenticator{Users: users, Realm: cfg.Auth.Realm}, log.Named("audit")),
 		Backend: backend, BackendUser: cfg.Backend.Username, BackendPassword: cfg.Backend.Password, Transport: transport,
 		Users: users, Access: access, Keys: keys, DB: db, Prober: prober, Realm: cfg.Auth.Realm,

@@ -107,12 +107,12 @@ const defaultRecordTimeout = 20 * time.Second
 // or Config.Deleted kept failing: the client gets a 503 to retry.
 var errNotRecorded = errors.New("not recorded")
 
-// record calls fn (Config.Pushed or Config.Deleted for one operation)
-// until it succeeds or the operation's RecordTimeout passes, backing off
-// between attempts (250 ms, doubling to 2 s). The context is the
-// request's without its cancellation: a client that hangs up does not cut
-// a record short.
-func (s *Server) record(req *http.Request, what string, fn func(context.Context) error) error {
+// record calls fns (Config.Pushed or Config.Deleted for one operation) in
+// order, each until it succeeds or the operation's RecordTimeout passes,
+// backing off between attempts (250 ms, doubling to 2 s); one that
+// succeeded is not called again. The context is the request's without its
+// cancellation: a client that hangs up does not cut a record short.
+func (s *Server) record(req *http.Request, what string, fns ...func(context.Context) error) error {
 	timeout := s.c.RecordTimeout
 	if timeout <= 0 {
 		timeout = defaultRecordTimeout
@@ -120,13 +120,20 @@ func (s *Server) record(req *http.Request, what string, fn func(context.Context)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), timeout)
 	defer cancel()
 	wait := 250 * time.Millisecond
+	next := 0 // fns[:next] succeeded
 	for attempt := 1; ; attempt++ {
-		err := fn(ctx)
+		var err error
+		for next < len(fns) {
+			if err = fns[next](ctx); err != nil {
+				break
+			}
+			next++
+		}
 		if err == nil {
 			return nil
 		}
 		s.c.Logger.Warn("recording an operation failed", zap.String("operation", what), zap.String("path", req.URL.Path),
-			zap.Int("attempt", attempt), zap.Error(err))
+			zap.Int("step", next+1), zap.Int("steps", len(fns)), zap.Int("attempt", attempt), zap.Error(err))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -144,7 +151,7 @@ func (s *Server) record(req *http.Request, what string, fn func(context.Context)
 // if it cannot be stored, the client is told to push again.
 func (s *Server) notePush(resp *http.Response) error {
 	pp, ok := resp.Request.Context().Value(pushKey{}).(*pendingPush)
-	if !ok || s.c.Pushed == nil || resp.StatusCode != http.StatusCreated {
+	if !ok || len(s.c.Pushed) == 0 || resp.StatusCode != http.StatusCreated {
 		return nil
 	}
 	p := pp.Push
@@ -153,13 +160,17 @@ func (s *Server) notePush(resp *http.Response) error {
 		p.Manifest = bytes.Clone(pp.body.Bytes())
 		p.Subject = subjectOf(p.Manifest)
 	}
-	return s.record(resp.Request, "push", func(ctx context.Context) error { return s.c.Pushed(ctx, p) })
+	fns := make([]func(context.Context) error, len(s.c.Pushed))
+	for i, hook := range s.c.Pushed {
+		fns[i] = func(ctx context.Context) error { return hook(ctx, p) }
+	}
+	return s.record(resp.Request, "push", fns...)
 }
 
 // watchPush marks a manifest PUT so that its push is told to
 // Config.Pushed once the backend accepted it, its body copied on the way.
 func (s *Server) watchPush(r *http.Request, route regapi.Route, user string) *http.Request {
-	if s.c.Pushed == nil || route.Kind != regapi.KindManifest || r.Method != http.MethodPut {
+	if len(s.c.Pushed) == 0 || route.Kind != regapi.KindManifest || r.Method != http.MethodPut {
 		return r
 	}
 	pp := &pendingPush{Push: Push{Repository: route.Name, Reference: route.Reference, User: user, Host: r.Host, MediaType: r.Header.Get("Content-Type")}}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,38 +15,47 @@ import (
 	"github.com/dtrcache/dtrcache/testenv"
 )
 
-// TestPushNotRecordedIsRefused: the backend took a manifest, but the
-// origin's Pushed (policy jobs, events) fails. The origin tries again, and
+// TestPushNotRecordedIsRefused: the backend took a manifest, but one of
+// the origin's Pushed callbacks (policy jobs, events) fails. The origin
+// tries that one again, without repeating those that already succeeded
+// (an event log that failed once must not queue the policy jobs twice, a
+// policy engine that failed once must not record the events twice), and
 // when it cannot record the push within RecordTimeout the client gets a
 // 503 UNAVAILABLE instead of a 201, so that it pushes again (a 201 would
 // lose the push's jobs and events). The store being down is a fault made
-// by hand: Pushed returns an error.
+// by hand: a callback returns an error.
 func TestPushNotRecordedIsRefused(t *testing.T) {
+	const never = 1 << 30
 	tests := []struct {
 		name      string
-		failures  int // Pushed fails this many times, then succeeds
+		failures  []int // callback i fails failures[i] times, then succeeds
 		timeout   time.Duration
 		want      int
-		wantCalls int
+		wantCalls []int // calls of each callback; nil: retried, then 503
 	}{
-		{name: "recorded at once", failures: 0, timeout: 5 * time.Second, want: http.StatusCreated, wantCalls: 1},
-		{name: "recorded at the third attempt", failures: 2, timeout: 10 * time.Second, want: http.StatusCreated, wantCalls: 3},
-		{name: "never recorded", failures: 1 << 30, timeout: 600 * time.Millisecond, want: http.StatusServiceUnavailable},
+		{name: "recorded at once", failures: []int{0}, timeout: 5 * time.Second, want: http.StatusCreated, wantCalls: []int{1}},
+		{name: "recorded at the third attempt", failures: []int{2}, timeout: 10 * time.Second, want: http.StatusCreated, wantCalls: []int{3}},
+		{name: "the second fails once: the first is not repeated", failures: []int{0, 1}, timeout: 10 * time.Second, want: http.StatusCreated, wantCalls: []int{1, 2}},
+		{name: "the first fails once: the second runs once", failures: []int{1, 0}, timeout: 10 * time.Second, want: http.StatusCreated, wantCalls: []int{2, 1}},
+		{name: "never recorded", failures: []int{never}, timeout: 600 * time.Millisecond, want: http.StatusServiceUnavailable},
+		{name: "the second never recorded", failures: []int{0, never}, timeout: 600 * time.Millisecond, want: http.StatusServiceUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var mu sync.Mutex
-			var calls []origin.Push
+			calls := make([][]origin.Push, len(tt.failures))
 			tp := newTopology(t, func(c *origin.Config) {
 				c.RecordTimeout = tt.timeout
-				c.Pushed = func(_ context.Context, p origin.Push) error {
-					mu.Lock()
-					defer mu.Unlock()
-					calls = append(calls, p)
-					if len(calls) <= tt.failures {
-						return errors.New("state store unavailable")
-					}
-					return nil
+				for i, failures := range tt.failures {
+					c.Pushed = append(c.Pushed, func(_ context.Context, p origin.Push) error {
+						mu.Lock()
+						defer mu.Unlock()
+						calls[i] = append(calls[i], p)
+						if len(calls[i]) <= failures {
+							return errors.New("state store unavailable")
+						}
+						return nil
+					})
 				}
 			})
 			img, err := testenv.GenerateImage(testenv.ImageSpec{Layers: 1, LayerSize: 4 << 10, Seed: 7})
@@ -65,27 +75,35 @@ func TestPushNotRecordedIsRefused(t *testing.T) {
 				t.Fatalf("manifest PUT: %d %s, want %d", code, body, tt.want)
 			}
 			mu.Lock()
-			n := len(calls)
-			mu.Unlock()
-			switch {
-			case tt.want == http.StatusServiceUnavailable:
+			defer mu.Unlock()
+			n := make([]int, len(calls))
+			for i := range calls {
+				n[i] = len(calls[i])
+			}
+			if tt.want == http.StatusServiceUnavailable {
 				var e struct {
 					Errors []struct{ Code, Message string } `json:"errors"`
 				}
 				if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) != 1 || e.Errors[0].Code != "UNAVAILABLE" {
 					t.Fatalf("503 body %s: want one UNAVAILABLE error (%v)", body, err)
 				}
-				if n < 2 {
-					t.Fatalf("Pushed called %d times before giving up, want retries", n)
+				last := len(n) - 1
+				if n[last] < 2 {
+					t.Fatalf("the failing callback was called %d times before giving up, want retries", n[last])
 				}
-			case n != tt.wantCalls:
-				t.Fatalf("Pushed called %d times, want %d", n, tt.wantCalls)
+				for i := range last {
+					if n[i] != 1 {
+						t.Fatalf("callback %d, which succeeded, was called %d times, want 1 (calls %v)", i, n[i], n)
+					}
+				}
+			} else if !slices.Equal(n, tt.wantCalls) {
+				t.Fatalf("callbacks called %v times, want %v", n, tt.wantCalls)
 			}
-			mu.Lock()
-			last := calls[len(calls)-1]
-			mu.Unlock()
-			if last.Repository != "website/ui" || last.Tag != "2.0" || last.Digest != want.String() || !bytes.Equal(last.Manifest, raw) {
-				t.Fatalf("Pushed told of %s:%s@%s (%d bytes), want website/ui:2.0@%s", last.Repository, last.Tag, last.Digest, len(last.Manifest), want)
+			for i := range calls {
+				last := calls[i][len(calls[i])-1]
+				if last.Repository != "website/ui" || last.Tag != "2.0" || last.Digest != want.String() || !bytes.Equal(last.Manifest, raw) {
+					t.Fatalf("callback %d told of %s:%s@%s (%d bytes), want website/ui:2.0@%s", i, last.Repository, last.Tag, last.Digest, len(last.Manifest), want)
+				}
 			}
 		})
 	}

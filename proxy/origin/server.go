@@ -49,16 +49,19 @@ type Config struct {
 	// image manifest the user GETs (with one token per blob), so the cache
 	// starts filling them before the client asks.
 	PrefetchHints bool
-	// Pushed, if set, is called for every manifest PUT the backend
+	// Pushed are called, in order, for every manifest PUT the backend
 	// accepted (201), before the client gets the answer: the policy engine
-	// queues its jobs there, the event log records the push. An error is
-	// retried (the callback must be safe to call again for the same push)
-	// until RecordTimeout; then the client gets a 503 instead of the 201,
-	// so that it pushes again and the push is recorded then.
-	Pushed func(ctx context.Context, p Push) error
+	// queues its jobs there, the event log records the push. A callback
+	// that fails is retried on its own (it must be safe to call again for
+	// the same push) until it succeeds or RecordTimeout passes; one that
+	// succeeded is not called again for that push, so a failing event log
+	// does not queue the policy jobs twice nor the other way round. If one
+	// never succeeds, the client gets a 503 instead of the 201, so that it
+	// pushes again and the push is recorded then.
+	Pushed []func(ctx context.Context, p Push) error
 	// Deleted, if set, is called for every manifest or blob DELETE the
 	// backend accepted (202), before the client gets the answer; an error
-	// is treated as Pushed's is.
+	// is treated as a Pushed callback's is.
 	Deleted func(ctx context.Context, op Operation) error
 	// Pulled, if set, is called for every manifest GET or HEAD the backend
 	// answered 200 while WantPulls (required with it) reports true, before

@@ -88,18 +88,13 @@ func New(c Config) (*Wiring, error) {
 	return w, nil
 }
 
-// Configure sets the origin's hooks: Pushed (after the one oc already
-// has, the policy engine's), Deleted, Pulled and WantPulls, API (the
+// Configure sets the origin's hooks: Pushed (the events' callback after
+// those oc already has, the policy engine's; the origin retries each on
+// its own, so a push is recorded once in each), Deleted, Pulled and WantPulls, API (the
 // webhooks API and the receiver in front of oc.API), and the prober's
 // OnChange.
 func (w *Wiring) Configure(oc *origin.Config) {
-	if prev := oc.Pushed; prev != nil {
-		oc.Pushed = func(ctx context.Context, p origin.Push) error {
-			return errors.Join(prev(ctx, p), w.Pushed(ctx, p))
-		}
-	} else {
-		oc.Pushed = w.Pushed
-	}
+	oc.Pushed = append(oc.Pushed, w.Pushed)
 	oc.Deleted, oc.Pulled, oc.WantPulls = w.Deleted, w.Pulled, w.WantPulls
 	oc.API = w.Handler(oc.API)
 	if oc.Prober != nil {

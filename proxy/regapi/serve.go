@@ -97,6 +97,7 @@ func ServeBlob(w http.ResponseWriter, r *http.Request, digest string, c Content,
 		return 0, nil
 	}
 	var body io.Reader
+	streamed := false
 	if f := c.File(); f != nil {
 		// A plain *os.File under an io.LimitedReader lets net/http use
 		// sendfile(2).
@@ -111,8 +112,18 @@ func ServeBlob(w http.ResponseWriter, r *http.Request, digest string, c Content,
 		sec := c.Section(off, n)
 		defer sec.Close()
 		body = sec
+		streamed = true
 	}
 	w.WriteHeader(status)
+	if streamed {
+		// A section may still be arriving (a fill): send the status and
+		// headers now, so the client sees the response start however slow
+		// the source, and a later failure reaches it as a cut 200 rather
+		// than as a connection closed with the headers still in the
+		// server's buffer. A writer that cannot flush sends them with the
+		// body.
+		_ = http.NewResponseController(w).Flush()
+	}
 	var written int64
 	var err error
 	if n >= 0 {

@@ -129,6 +129,39 @@ func TestServeBlobAbortsAfterHeaders(t *testing.T) {
 	}
 }
 
+// TestStreamedBlobHeadersReachTheClientBeforeAFailure: a blob served while
+// it is still arriving (a fill) sends its status and headers at once, so a
+// client whose download then fails (the fill's digest did not match) sees a
+// 200 whose body is cut, the same answer however far the fill got, and a
+// client waiting on a slow fill sees the response start. Before, the
+// headers and the first bytes sat in the server's buffer and the abort
+// discarded them: the client got a bare EOF (CI saw it through the forward
+// proxy in TestCorruptBlobIsCutNotStored).
+func TestStreamedBlobHeadersReachTheClientBeforeAFailure(t *testing.T) {
+	data := []byte("0123456789")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := ServeBlob(w, r, "sha256:x", failingContent{memContent{data: data}}, ""); errors.Is(err, ErrAborted) {
+			panic(http.ErrAbortHandler)
+		}
+	}))
+	defer srv.Close()
+	res, err := srv.Client().Get(srv.URL + "/v2/a/blobs/sha256:x")
+	if err != nil {
+		t.Fatalf("no response before the failure: %v", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("Docker-Content-Digest") != "sha256:x" {
+		t.Fatalf("status %d, digest %q; want 200 with the digest", res.StatusCode, res.Header.Get("Docker-Content-Digest"))
+	}
+	body, err := io.ReadAll(res.Body)
+	if err == nil {
+		t.Fatalf("the cut body ended cleanly after %d of %d bytes", len(body), len(data))
+	}
+	if len(body) >= len(data) {
+		t.Fatalf("%d bytes delivered, want fewer than %d", len(body), len(data))
+	}
+}
+
 func TestWriteError(t *testing.T) {
 	w := httptest.NewRecorder()
 	WriteError(w, httptest.NewRequest("GET", "/", nil),

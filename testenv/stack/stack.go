@@ -104,10 +104,10 @@ func (st *Stack) extend(cc console.Config) func(context.Context, testenv.OriginP
 		audit := log.Named("audit")
 		ext := testenv.OriginExtension{
 			API: st.Policies.Handler(origin.Authenticator{Users: p.Users}, audit),
-			Pushed: func(ctx context.Context, push origin.Push) error {
+			Pushed: []func(context.Context, origin.Push) error{func(ctx context.Context, push origin.Push) error {
 				_, err := st.Policies.OnPush(ctx, policies.Push{Repository: push.Repository, Tag: push.Tag, Digest: push.Digest, Subject: push.Subject})
 				return err
-			},
+			}},
 			Configure: wiring.Configure,
 		}
 		ext.Mount = func(o http.Handler) (map[string]http.Handler, error) {
