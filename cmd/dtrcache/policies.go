@@ -61,6 +61,9 @@ func checkPolicies(p *config.Problems, cfg *config.Origin) {
 	if r := c.Retention.D(); r < 0 || (r > 0 && r < time.Hour) {
 		p.Add("policies.retention", "at least 1h, got %s", r)
 	}
+	if t := c.ClaimTTL.D(); t != 0 && (t < 5*time.Second || t > 10*time.Minute) {
+		p.Add("policies.claim_ttl", "must be 0 (the default, 15s) or between 5s and 10m, got %s", t)
+	}
 	if _, err := netguard.ParsePrefixes("policies.allow_private", c.AllowPrivate); err != nil {
 		p.AddEach(err, func(e error) string { return e.Error() })
 	}
@@ -138,7 +141,7 @@ func newPolicyEngine(ctx context.Context, cfg *config.Origin, store state.Store,
 		queue.Hook = hooks.job(svc) // before any job moves: the runner starts later
 	}
 	runner := &jobs.Runner{Queue: queue, Executors: svc.Executors(), Classify: policies.Classify, Workers: pc.Workers,
-		Replica: replicaName(cfg.HTTP.Addr), Logger: log.Named("jobs"), Metrics: jobs.NewMetrics(reg)}
+		ClaimTTL: pc.ClaimTTL.D(), Replica: replicaName(cfg.HTTP.Addr), Logger: log.Named("jobs"), Metrics: jobs.NewMetrics(reg)}
 	e := &policyEngine{svc: svc, queue: queue, runner: runner, retention: pc.Retention.D(), log: log}
 	if e.retention == 0 {
 		e.retention = defaultJobRetention

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,11 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/cmd/dtrcache/config"
+	"github.com/dtrcache/dtrcache/policy"
+	"github.com/dtrcache/dtrcache/proxy/state/badgerstate"
+	"github.com/dtrcache/dtrcache/proxy/upstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zaptest"
 )
 
 // TestBadValuesNameKeyAndLineAllAtOnce is the regression test of a bad
@@ -55,7 +61,7 @@ policy: /nonexistent/policy.yml
 data_dir: `+dir+`
 keys: {dir: `+dir+`, token_ttl: forever}
 caches: {health_interval: 10 seconds, prefetch_hints: maybe}
-policies: {bandwidth: fast, workers: -1}
+policies: {bandwidth: fast, workers: -1, claim_ttl: 1s}
 shutdown_grace: -5s
 `), 0o600)
 	_, err = loadOriginConfig(originYML, "", "", "")
@@ -64,6 +70,7 @@ shutdown_grace: -5s
 		`caches.health_interval: invalid duration "10 seconds"`,
 		`caches.prefetch_hints: want true or false, got "maybe" (line 7)`,
 		`policies.bandwidth: invalid size "fast"`,
+		`policies.claim_ttl: must be 0 (the default, 15s) or between 5s and 10m, got 1s`,
 		`shutdown_grace: invalid duration "-5s": negative (line 9)`,
 		`auth.htpasswd:`,
 		`policy:`,
@@ -93,6 +100,42 @@ func TestStallTimeoutIsASetting(t *testing.T) {
 		if s.store.StallTimeout != tt.want {
 			t.Fatalf("%q: StallTimeout %s, want %s", tt.yaml, s.store.StallTimeout, tt.want)
 		}
+	}
+}
+
+// TestClaimTTLIsASetting: policies.claim_ttl reaches the job runner (how
+// long a dead replica's running jobs wait before another takes them over,
+// tested in proxy/jobs); unset leaves the runner's default (15 s).
+func TestClaimTTLIsASetting(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want time.Duration
+	}{{"claim_ttl: 45s", 45 * time.Second}, {"", 0}} {
+		dir := t.TempDir()
+		c, err := config.ParseOrigin([]byte("http: {addr: 127.0.0.1:0}\nbackend: {url: 'http://127.0.0.1:5000'}\nauth: {htpasswd: /x}\ndata_dir: "+dir+"\npolicies: {"+tt.yaml+"}\n"), "o.yml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := badgerstate.Open(filepath.Join(dir, "state"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		local, err := upstream.New(upstream.Config{URLs: []string{c.Backend.URL}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		access, err := policy.NewAccess(policy.AccessConfig{Admins: []string{"admin"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := newPolicyEngine(context.Background(), c, store, local, access, prometheus.NewRegistry(), engineHooks{}, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.runner.ClaimTTL != tt.want {
+			t.Errorf("%q: ClaimTTL %s, want %s", tt.yaml, e.runner.ClaimTTL, tt.want)
+		}
+		store.Close()
 	}
 }
 

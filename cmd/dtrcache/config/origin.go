@@ -40,6 +40,10 @@ type Policies struct {
 	MaxAttempts int `yaml:"max_attempts"`
 	// Retention is how long finished jobs are kept (0: 720h).
 	Retention units.Duration `yaml:"retention"`
+	// ClaimTTL is how long a running job's claim outlives the origin
+	// replica that holds it (0: 15s): after a replica dies, another takes
+	// its running jobs over once this passes.
+	ClaimTTL units.Duration `yaml:"claim_ttl"`
 	// AllowedRemotes, if set, are the only remote registries mirroring
 	// policies may name (host, host:port or *.domain).
 	AllowedRemotes []string `yaml:"allowed_remotes"`
