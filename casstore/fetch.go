@@ -17,7 +17,7 @@ import (
 // broken stream where it stopped, with bounded retries.
 
 // readBufSize is the buffer each worker copies a stream through.
-const readBufSize = 128 << 10
+const readBufSize = 256 << 10
 
 // worker fetches chunk c (starting with the already-open stream st, if
 // any), then takes further chunks until none are left. Near the end of
@@ -208,7 +208,8 @@ func (f *fill) backoff(ctx context.Context, failures int) error {
 
 // copyStream copies up to want bytes from body into chunk c at off. It
 // returns the bytes written and nil once want bytes landed (or, while the
-// size is unknown, at EOF).
+// size is unknown, at EOF). What it returns as written is on disk: the
+// bytes a gather holds are written before it returns, whatever the reason.
 func (f *fill) copyStream(ctx context.Context, c int, off, want int64, body io.Reader, buf []byte, la *lookahead) (int64, error) {
 	stall := time.AfterFunc(f.s.opt.StallTimeout, func() {
 		if cl, ok := body.(io.Closer); ok {
@@ -216,40 +217,45 @@ func (f *fill) copyStream(ctx context.Context, c int, off, want int64, body io.R
 		}
 	})
 	defer stall.Stop()
-	var written int64
+	g := newGather(f, c, off, buf)
 	start := time.Now()
-	for written < want {
+	for {
+		received, p, err := g.space(want)
+		if err != nil {
+			return g.finish(err)
+		}
+		if received >= want {
+			return g.finish(nil)
+		}
 		if err := ctx.Err(); err != nil {
-			return written, err
+			return g.finish(err)
 		}
-		la.check(written, want-written, time.Since(start))
-		p := buf
-		if rest := want - written; rest < int64(len(p)) {
-			p = p[:rest]
-		}
+		la.check(received, want-received, time.Since(start))
 		n, err := body.Read(p)
 		if n > 0 {
 			stall.Reset(f.s.opt.StallTimeout)
-			if werr := f.write(c, p[:n], off+written); werr != nil {
-				return written, werr
-			}
-			written += int64(n)
+		}
+		end := err != nil || received+int64(n) >= want
+		if werr := g.add(n, end); werr != nil {
+			return g.finish(werr)
 		}
 		if errors.Is(err, io.EOF) {
-			if want == math.MaxInt64 { // size unknown: the stream end is the blob end
+			written, werr := g.finish(nil)
+			switch {
+			case werr != nil:
+				return written, werr
+			case want == math.MaxInt64: // size unknown: the stream end is the blob end
 				f.setEOF(off + written)
 				return written, nil
-			}
-			if written < want {
+			case written < want:
 				return written, io.ErrUnexpectedEOF
 			}
 			return written, nil
 		}
 		if err != nil {
-			return written, err
+			return g.finish(err)
 		}
 	}
-	return written, nil
 }
 
 // lookahead fires once when the rest of a chunk, at the rate measured so
@@ -299,6 +305,7 @@ func (f *fill) write(c int, p []byte, off int64) error {
 	if _, err := f.file.WriteAt(p, off); err != nil {
 		return fmt.Errorf("%w: %w", ErrWrite, err)
 	}
+	f.hashWritten(p, off)
 	f.s.c.bytesFilled.Add(int64(len(p)))
 	f.mu.Lock()
 	f.m.add(c, int64(len(p)))

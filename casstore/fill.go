@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"sync"
 	"time"
@@ -94,6 +95,12 @@ type fill struct {
 	openLat  time.Duration // how long the latest source open took
 	since    time.Time     // when the layout was known and bytes began to land
 	streams  int           // workers fetching chunks
+
+	// hmu guards the digest of the blob's first hashed bytes, fed in order
+	// by the workers and the hasher (hash.go). It is never held with mu.
+	hmu    sync.Mutex
+	h      hash.Hash
+	hashed int64
 }
 
 // Fill returns a reader of the blob d, fetching it from src if the store
@@ -229,6 +236,9 @@ func (f *fill) run() {
 	}
 	f.s.signalEvict()
 
+	f.hmu.Lock()
+	f.h = f.d.NewHash()
+	f.hmu.Unlock()
 	type hashResult struct {
 		sum []byte
 		err error

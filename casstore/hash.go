@@ -7,32 +7,60 @@ import (
 	"os"
 )
 
+// The digest is fed in order, one pass: a worker whose write lands exactly
+// where the digest ends hashes its bytes from its own buffer as it writes
+// them (hashWritten); the hasher reads back from the file only what landed
+// out of order (the chunks of a parallel fill written ahead of the
+// contiguous prefix) or while it held the digest itself.
+
+// hashWritten feeds p, just written at off, to the digest if the digest
+// ends at off. It never waits: when the hasher holds the digest, the
+// hasher reads these bytes back from the file instead.
+func (f *fill) hashWritten(p []byte, off int64) {
+	if !f.hmu.TryLock() {
+		return
+	}
+	if f.h != nil && f.hashed == off {
+		f.h.Write(p)
+		f.hashed += int64(len(p))
+	}
+	f.hmu.Unlock()
+}
+
 // hash follows the contiguous prefix and returns the digest of the whole
-// blob once it is written. It reads the file through small memory-mapped
-// windows when it can (no copy, bounded RSS), else with pread.
+// blob once it is written. What the workers did not hash as they wrote it
+// is read back through small memory-mapped windows when it can (no copy,
+// bounded RSS), else with pread.
 func (f *fill) hash(ctx context.Context) ([]byte, error) {
-	h := f.d.NewHash()
 	var buf []byte
-	var done, flushed int64
+	var flushed int64
 	osf, _ := f.file.(*os.File)
 	for {
 		f.mu.Lock()
 		contig, size, ch := f.m.contig, f.m.size, f.changed
 		f.mu.Unlock()
-		if done < contig {
-			n, err := f.hashRange(h, done, contig, &buf)
+		f.hmu.Lock()
+		if f.hashed < contig {
+			n, err := f.hashRange(f.h, f.hashed, contig, &buf)
 			if err != nil {
+				f.hmu.Unlock()
 				return nil, fmt.Errorf("%w: read back for hashing: %w", ErrWrite, err)
 			}
-			done += n
-			if osf != nil && done-flushed >= writebackStep {
-				startWriteback(osf, flushed, done-flushed)
-				flushed = done
-			}
+			f.hashed += n
+		}
+		done := f.hashed
+		f.hmu.Unlock()
+		if osf != nil && done-flushed >= writebackStep {
+			startWriteback(osf, flushed, done-flushed)
+			flushed = done
+		}
+		if done < contig {
 			continue
 		}
 		if size >= 0 && done >= size {
-			return h.Sum(nil), nil
+			f.hmu.Lock()
+			defer f.hmu.Unlock()
+			return f.h.Sum(nil), nil
 		}
 		select {
 		case <-ch:

@@ -62,6 +62,10 @@ type Options struct {
 	// createTemp creates a fill's temporary file; tests replace it to inject
 	// write faults. nil means os.CreateTemp in the store's tmp directory.
 	createTemp func(dir string) (fillFile, error)
+	// writeDelay is how long a fill's worker may hold received bytes
+	// before it writes them (gather.go); 0 means writeDelay. Tests that
+	// count writes set it long, so a slow test machine cannot split them.
+	writeDelay time.Duration
 	// holdRecovery, if set, is waited for before the background
 	// reconciliation after a crash starts; tests use it to read from a
 	// store that is still recovering.
@@ -149,6 +153,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FarAhead == 0 {
 		o.FarAhead = 4 << 20
+	}
+	if o.writeDelay <= 0 {
+		o.writeDelay = writeDelay
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
