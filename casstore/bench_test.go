@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -305,14 +304,6 @@ func (b shortBody) Read(p []byte) (int, error) {
 type cpuMeter struct {
 	total time.Duration
 	from  time.Duration
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func startCPU() *cpuMeter   { return &cpuMeter{from: processCPU()} }
