@@ -164,7 +164,12 @@ func (b *tab) waitText(sel, want string, reload bool) {
 
 func (b *tab) screenshot(name string) {
 	b.t.Helper()
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.WaitReady(chromedp.CSS("body"))); err != nil {
+		b.t.Fatalf("screenshot %s: waiting for the page: %v", name, err)
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -271,7 +276,16 @@ func TestBrowser(t *testing.T) {
 		}
 		alice.open("/console/repositories")
 		alice.screenshot("repositories")
-		alice.step("open the repository", chromedp.Click(chromedp.CSS(`a[href="/console/repositories/website/ui"]`)))
+		// load waits for the navigation: the list page also names the
+		// tag, so waiting for the text alone could see the old page and
+		// take the screenshot mid-navigation (CI: "Cannot take screenshot
+		// with 0 width").
+		if code := alice.load("open the repository", chromedp.Click(chromedp.CSS(`a[href="/console/repositories/website/ui"]`))); code != http.StatusOK {
+			t.Fatalf("opening the repository: %d", code)
+		}
+		if p := alice.path(); p != "/console/repositories/website/ui" {
+			t.Fatalf("the repository link led to %s", p)
+		}
 		alice.waitText("main table", "3-stable", false)
 		alice.screenshot("repository")
 		alice.open("/console/repositories/website/ui/-/tags/3-stable")
