@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what dtrcache's tests need on a fresh Debian machine:
 # the Debian packages for the real peers and clients (skopeo, docker-registry,
-# nginx, haproxy, wrk, prometheus, containerd, chromium for the console's browser tests), the Go lint
+# nginx, haproxy, wrk, prometheus, containerd, podman, chromium for the console's browser tests), the Go lint
 # tools, helm, etcd, and the mirroring peers of the benchmarks (regsync, crane). It does
 # nothing for what is already there.
 set -euo pipefail
@@ -19,6 +19,9 @@ command -v file >/dev/null 2>&1 || need+=(file)
 # containerd's own client against the mirror and the origin (test-containerd.sh):
 # a private containerd daemon and ctr, both in the package.
 { command -v containerd && command -v ctr; } >/dev/null 2>&1 || need+=(containerd)
+# podman against the mirror and the forward proxy (test-podman.sh): Debian's
+# 4.3, no daemon; the test gives it its own store and configuration files.
+command -v podman >/dev/null 2>&1 || need+=(podman)
 # The console's browser tests (proxy/console, chromedp) drive a headless Chromium.
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 

@@ -78,6 +78,27 @@ YAML
 	wait_http "http://$addr/v2/"
 }
 
+# start_mirror NAME ADDR UPSTREAM [YAML] runs `dtrcache cache` in mirror mode
+# on ADDR (host:port) with the one upstream http://UPSTREAM (named
+# "backend"), its store in $WORK/NAME, its configuration in $WORK/NAME.yml
+# (YAML, if given, appended: more top-level keys) and its log in
+# $WORK/NAME.log, and waits until it answers. Its process is ${PIDS[-1]}.
+start_mirror() {
+	local name=$1 addr=$2 upstream=$3 extra=${4:-}
+	cat >"$WORK/$name.yml" <<YAML
+log: {level: info, format: json}
+http: {addr: $addr}
+storage: {root: $WORK/$name}
+mirror:
+  upstreams:
+    - name: backend
+      url: http://$upstream
+$extra
+YAML
+	bg "$name" "$BIN" cache --config "$WORK/$name.yml"
+	wait_http "http://$addr/healthz"
+}
+
 # start_origin_cache BACKEND runs `dtrcache origin` in front of the
 # registry at BACKEND (host:port, plain HTTP) and `dtrcache cache` "asia"
 # in redirect mode behind it, on free ports (ORIGIN and CACHE are set to

@@ -87,17 +87,7 @@ head=$(curl -sfI -H 'Accept: application/vnd.docker.distribution.manifest.v2+jso
 	"http://$REG/v2/$REPO/manifests/3-stable" | tr -d '\r' | awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}')
 [ "$head" = "$manifest" ] || fail "the backend's manifest digest is '$head', the seed pushed $manifest"
 
-cat >"$WORK/mirror.yml" <<YAML
-log: {level: info, format: json}
-http: {addr: $MIRROR}
-storage: {root: $WORK/mirror}
-mirror:
-  upstreams:
-    - name: backend
-      url: http://$REG
-YAML
-bg mirror "$BIN" cache --config "$WORK/mirror.yml"
-wait_http "http://$MIRROR/healthz"
+start_mirror mirror "$MIRROR" "$REG"
 
 # hosts_toml NAME SERVER writes containerd's hosts.toml for registry NAME
 # (its directory under $WORK/hosts): the mirror first, then SERVER.

@@ -22,14 +22,7 @@ readme_block=$(readme_code nginx-mirror-fleet)
 pass "README's mirror-fleet nginx configuration is $conf"
 
 REG=127.0.0.1:$(free_port)
-cat >"$WORK/registry.yml" <<YAML
-version: 0.1
-log: {level: info, accesslog: {disabled: false}}
-storage: {filesystem: {rootdirectory: $WORK/registry}, delete: {enabled: true}}
-http: {addr: $REG}
-YAML
-bg registry docker-registry serve "$WORK/registry.yml"
-wait_http "http://$REG/v2/"
+start_docker_registry registry "$REG"
 
 seed=$(go_tool ./testenv/cmd/seed)
 images=(team/a:1 team/b:1 team/c:1 team/d:1 team/e:1)

@@ -11,14 +11,7 @@ CACHE_PORT=$(free_port)
 REG=127.0.0.1:$REG_PORT
 CACHE=127.0.0.1:$CACHE_PORT
 
-cat >"$WORK/registry.yml" <<YAML
-version: 0.1
-log: {level: info, accesslog: {disabled: false}}
-storage: {filesystem: {rootdirectory: $WORK/registry}, delete: {enabled: true}}
-http: {addr: $REG}
-YAML
-bg registry docker-registry serve "$WORK/registry.yml"
-wait_http "http://$REG/v2/"
+start_docker_registry registry "$REG"
 
 seed=$(go_tool ./testenv/cmd/seed)
 "$seed" --registry "$REG" --image website/ui:3-stable --layers 3 --size 3MiB --seed 42 >"$WORK/seed.out"
@@ -27,17 +20,7 @@ config=$(awk '/^config/{print $2}' "$WORK/seed.out")
 layers=$(sed -n 's/^layers //p' "$WORK/seed.out")
 nblobs=$(( $(wc -w <<<"$layers") + 1 ))
 
-cat >"$WORK/cache.yml" <<YAML
-log: {level: info, format: json}
-http: {addr: $CACHE}
-storage: {root: $WORK/cache}
-mirror:
-  upstreams:
-    - name: backend
-      url: http://$REG
-YAML
-bg cache "$BIN" cache --config "$WORK/cache.yml"
-wait_http "http://$CACHE/healthz"
+start_mirror cache "$CACHE" "$REG"
 
 blob_gets() { grep -c '"GET /v2/website/ui/blobs/sha256:' "$WORK/registry.log" || true; }
 copy() { skopeo copy --quiet --src-tls-verify=false "docker://$1/website/ui:3-stable" "dir:$WORK/$2"; }
@@ -80,9 +63,7 @@ REG3=127.0.0.1:$(free_port)
 CACHE3=127.0.0.1:$(free_port)
 bg registry3 "$registry" --addr "$REG3"
 wait_http "http://$REG3/v2/"
-sed -e "s/$CACHE/$CACHE3/; s/$REG/$REG3/; s#$WORK/cache#$WORK/cache3#" "$WORK/cache.yml" >"$WORK/cache3.yml"
-bg cache3 "$BIN" cache --config "$WORK/cache3.yml"
-wait_http "http://$CACHE3/healthz"
+start_mirror cache3 "$CACHE3" "$REG3"
 split=$(go_tool ./testenv/cmd/splitproxy)
 SPLIT=127.0.0.1:$(free_port)
 bg split "$split" --listen "$SPLIT" --read "http://$CACHE3" --write "http://$REG3"

@@ -18,22 +18,11 @@ SRC=127.0.0.1:$(free_port)
 US=127.0.0.1:$(free_port)
 EU=127.0.0.1:$(free_port)
 
-for site in us eu; do
-	addr=$US_REG
-	[ "$site" = eu ] && addr=$EU_REG
-	cat >"$WORK/registry-$site.yml" <<YAML
-version: 0.1
-log: {level: info, accesslog: {disabled: false}}
-storage: {filesystem: {rootdirectory: $WORK/registry-$site}, delete: {enabled: true}}
-http: {addr: $addr}
-YAML
-	bg "registry-$site" docker-registry serve "$WORK/registry-$site.yml"
-done
+start_docker_registry registry-us "$US_REG"
+start_docker_registry registry-eu "$EU_REG"
 registry=$(go_tool ./testenv/cmd/registry)
 seed=$(go_tool ./testenv/cmd/seed)
 bg source "$registry" --addr "$SRC" # where the pushed images are made
-wait_http "http://$US_REG/v2/"
-wait_http "http://$EU_REG/v2/"
 wait_http "http://$SRC/v2/"
 
 # Users: admin (everywhere), alice (admin of dev/**, push on qa/**), bob
