@@ -62,6 +62,24 @@ wait_for() {
 # its labels).
 metric() { curl -s "http://$1/metrics" | awk -v m="$2" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
 
+# make_test_pki DIR SANS makes a throwaway test CA ($DIR/ca.crt, ca.key) and
+# a TLS server certificate for registry.test signed by it ($DIR/registry.crt,
+# registry.key), valid for a day, with the subjectAltName list SANS (e.g.
+# "DNS:registry.test,IP:127.0.0.1"). $DIR/certs/ca.crt is a copy of the CA
+# for clients that take a directory of certificates (skopeo --src-cert-dir).
+make_test_pki() {
+	local dir=$1 sans=$2
+	mkdir -p "$dir/certs"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=dtrcache registry test CA" \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+		-keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null || fail "openssl: the test CA"
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=registry.test" \
+		-keyout "$dir/registry.key" -out "$dir/registry.csr" 2>/dev/null || fail "openssl: the registry.test key"
+	openssl x509 -req -in "$dir/registry.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 1 -out "$dir/registry.crt" \
+		-extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n' "$sans") 2>/dev/null || fail "openssl: the registry.test certificate"
+	cp "$dir/ca.crt" "$dir/certs/ca.crt"
+}
+
 # start_docker_registry NAME ADDR runs Debian's docker-registry on ADDR
 # (host:port, plain HTTP) with its storage in $WORK/NAME and its access
 # log (the combined format: the request line, then the referer and the

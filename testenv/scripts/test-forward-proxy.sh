@@ -24,15 +24,7 @@ API=127.0.0.1:$(free_port)
 
 # The registries' own TLS certificate, from a throwaway test CA.
 pki=$WORK/pki
-mkdir -p "$pki/certs"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=dtrcache registry test CA" \
-	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
-	-keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=registry.test" \
-	-keyout "$pki/registry.key" -out "$pki/registry.csr" 2>/dev/null
-openssl x509 -req -in "$pki/registry.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 1 -out "$pki/registry.crt" \
-	-extfile <(printf 'subjectAltName=DNS:registry.test,DNS:registry3.test,DNS:tunnel.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n') 2>/dev/null
-cp "$pki/ca.crt" "$pki/certs/ca.crt" # skopeo --src-cert-dir for direct copies
+make_test_pki "$pki" "DNS:registry.test,DNS:registry3.test,DNS:tunnel.test,IP:127.0.0.1" # certs/ca.crt: skopeo --src-cert-dir for direct copies
 
 echo pw | "$BIN" htpasswd --cost 4 alice >"$WORK/htpasswd"
 

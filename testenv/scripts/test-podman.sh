@@ -107,14 +107,7 @@ pass "the same pull into a fresh podman store: ${SECS}s, 0 blob GETs at the back
 
 # --- 2. HTTPS_PROXY: registry.test over TLS, known only to the cache.
 pki=$WORK/pki
-mkdir -p "$pki"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=dtrcache registry test CA" \
-	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
-	-keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=registry.test" \
-	-keyout "$pki/registry.key" -out "$pki/registry.csr" 2>/dev/null
-openssl x509 -req -in "$pki/registry.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 1 -out "$pki/registry.crt" \
-	-extfile <(printf 'subjectAltName=DNS:registry.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n') 2>/dev/null
+make_test_pki "$pki" "DNS:registry.test,IP:127.0.0.1"
 TLSREG=127.0.0.1:$(free_port)
 PROXY=127.0.0.1:$(free_port)
 API=127.0.0.1:$(free_port)

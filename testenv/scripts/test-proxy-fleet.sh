@@ -18,15 +18,7 @@ command -v nginx >/dev/null || fail "nginx not installed (testenv/scripts/instal
 
 REG=127.0.0.1:$(free_port)
 pki=$WORK/pki
-mkdir -p "$pki/certs"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=dtrcache registry test CA" \
-	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
-	-keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=registry.test" \
-	-keyout "$pki/registry.key" -out "$pki/registry.csr" 2>/dev/null
-openssl x509 -req -in "$pki/registry.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 1 -out "$pki/registry.crt" \
-	-extfile <(printf 'subjectAltName=DNS:registry.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n') 2>/dev/null
-cp "$pki/ca.crt" "$pki/certs/ca.crt"
+make_test_pki "$pki" "DNS:registry.test,IP:127.0.0.1"
 for u in alice office-mirror; do echo pw | "$BIN" htpasswd --cost 4 "$u"; done >"$WORK/htpasswd"
 cat >"$WORK/registry.yml" <<YAML
 version: 0.1
