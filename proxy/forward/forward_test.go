@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,9 +17,9 @@ import (
 )
 
 // TestForwardUnchanged: every request that is not a blob read reaches the
-// registry as the client sent it — method, target, headers, body — and
-// the answer comes back as the registry sent it — status, headers,
-// Content-Length, bytes — and streams.
+// registry as the client sent it — method, target, headers (plus the
+// proxy's Via entry), body — and the answer comes back as the registry
+// sent it — status, headers, Content-Length, bytes — and streams.
 func TestForwardUnchanged(t *testing.T) {
 	type seen struct {
 		method, uri, host string
@@ -86,7 +87,7 @@ func TestForwardUnchanged(t *testing.T) {
 		}
 		for k, want := range map[string][]string{
 			"X-Custom": {"1", "2"}, "Accept-Encoding": {"gzip, zstd"}, "Content-Type": {"application/octet-stream"},
-			"Authorization": req.Header.Values("Authorization"),
+			"Authorization": req.Header.Values("Authorization"), "Via": {"1.1 dtrcache"},
 		} {
 			if !slices.Equal(s.header.Values(k), want) {
 				t.Errorf("registry saw %s %q, want %q", k, s.header.Values(k), want)
@@ -212,6 +213,67 @@ func TestPlainHTTPRegistry(t *testing.T) {
 	for _, u := range []string{"http://plain.test:8080/v2/", "http://registry.test/v2/"} {
 		if resp, _ := e.get(http.MethodGet, u, "", nil); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("GET %s: %s, want 403", u, resp.Status)
+		}
+	}
+}
+
+// TestUpstreamRequestsNameTheProxy: every request the proxy sends to the
+// registry on a client's behalf — forwarded ones (the /v2/ check, the
+// manifest), the authorization HEAD and the fill's GET of a blob — carries
+// the client's own User-Agent and a Via naming the proxy (RFC 9110 7.6.3),
+// appended to any Via the client sent, so the registry's log tells a
+// proxied request from a direct one.
+func TestUpstreamRequestsNameTheProxy(t *testing.T) {
+	type seen struct{ method, path, ua, via string }
+	var (
+		mu  sync.Mutex
+		log []seen
+		on  bool
+	)
+	record := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			if on {
+				log = append(log, seen{r.Method, r.URL.Path, r.UserAgent(), strings.Join(r.Header.Values("Via"), ", ")})
+			}
+			mu.Unlock()
+			next.ServeHTTP(w, r)
+		})
+	}
+	e := newEnv(t, envConfig{wrap: record, options: func(o *Options) { o.NoManifestVouching = true }})
+	img := e.push("website/ui:7", 9, 1, 64<<10)
+	layer := blobs(t, img)[1]
+	mu.Lock()
+	on = true
+	mu.Unlock()
+	for _, c := range []struct {
+		method, path, via, want string
+	}{
+		{http.MethodGet, "/v2/", "", "1.1 dtrcache"},
+		{http.MethodGet, "/v2/website/ui/manifests/7", "1.0 corp-gw", "1.0 corp-gw, 1.1 dtrcache"},
+		{http.MethodGet, "/v2/website/ui/blobs/" + layer, "", "1.1 dtrcache"}, // a HEAD to authorize, then the fill's GET
+	} {
+		mu.Lock()
+		log = nil
+		mu.Unlock()
+		h := http.Header{"User-Agent": {"test-client/1.0"}, "Accept": {"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"}}
+		if c.via != "" {
+			h.Set("Via", c.via)
+		}
+		resp, _ := e.get(c.method, "https://registry.test"+c.path, "alice", h)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s: %s", c.method, c.path, resp.Status)
+		}
+		mu.Lock()
+		got := slices.Clone(log)
+		mu.Unlock()
+		if len(got) == 0 {
+			t.Fatalf("%s %s: the registry saw no request", c.method, c.path)
+		}
+		for _, s := range got {
+			if s.ua != "test-client/1.0" || s.via != c.want {
+				t.Errorf("%s %s: the registry saw %s %s with User-Agent %q, Via %q; want %q, %q", c.method, c.path, s.method, s.path, s.ua, s.via, "test-client/1.0", c.want)
+			}
 		}
 	}
 }

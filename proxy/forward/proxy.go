@@ -180,6 +180,7 @@ func (p *Proxy) newGoproxy() *goproxy.ProxyHttpServer {
 	gp.KeepAcceptEncoding = true
 	gp.NonproxyHandler = http.HandlerFunc(p.serveNonProxy)
 	gp.OnRequest().HandleConnectFunc(p.decideConnect)
+	gp.OnRequest().DoFunc(addVia)
 	gp.OnResponse().DoFunc(p.upstreamFailed)
 	return gp
 }

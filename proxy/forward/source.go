@@ -9,13 +9,22 @@ import (
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/proxy/upstream"
+	"github.com/elazarl/goproxy"
 )
 
 // credentialHeaders are the request headers a probe and a fill carry from
-// the client to the registry.
-var credentialHeaders = []string{"Authorization", "Cookie", "User-Agent"}
+// the client to the registry: what authorizes it, and what names the
+// client (its User-Agent, the proxies it came through).
+var credentialHeaders = []string{"Authorization", "Cookie", "User-Agent", "Via"}
 
-// credentialsOf copies the headers of r that authorize it.
+// viaEntry is what the proxy adds to the Via header of every request it
+// sends to a registry on a client's behalf (RFC 9110 7.6.3), so the
+// registry's log tells a proxied request from a direct one while the
+// User-Agent stays the client's.
+const viaEntry = "1.1 dtrcache"
+
+// credentialsOf copies r's credentialHeaders and appends the proxy's
+// entry to Via.
 func credentialsOf(r *http.Request) http.Header {
 	h := http.Header{}
 	for _, k := range credentialHeaders {
@@ -23,7 +32,15 @@ func credentialsOf(r *http.Request) http.Header {
 			h[k] = append([]string(nil), vs...)
 		}
 	}
+	h.Add("Via", viaEntry)
 	return h
+}
+
+// addVia appends the proxy's entry to the Via header of a request the
+// proxy forwards (a goproxy request handler).
+func addVia(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	r.Header.Add("Via", viaEntry)
+	return r, nil
 }
 
 // blobSource fetches a blob from the registry with the credentials of the
