@@ -28,7 +28,8 @@ const hintTimeout = 5 * time.Second
 
 // hint tells the cache to start filling blobs now, with one token per
 // blob for the user, so the user's redirected requests join running
-// fills. A fleet gets one hint per node, each with the blobs the node
+// fills. The tokens are those the redirects will carry (KeyRing.Token),
+// so the cache verifies each once. A fleet gets one hint per node, each with the blobs the node
 // will be asked for (Cache.NodeFor over the nodes up now), so no blob is
 // filled on a node that will not serve it. Best effort: failures only
 // cost the head start. It runs on the server's background context
@@ -37,13 +38,12 @@ func (s *Server) hint(ctx context.Context, t hintTarget, blobs []casstore.Digest
 	up := s.nodeUp(t.cache)
 	var order []Node
 	byNode := map[Node]*regapi.PrefetchHint{}
-	signer := s.c.Keys.Signer()
 	for _, d := range blobs {
 		n, ok := t.cache.NodeFor(d.String(), up)
 		if !ok {
 			return // no node takes users: they pull from the origin
 		}
-		tok, _, err := signer.Sign(t.user, t.cache.Name, t.repo, d.String())
+		tok, err := s.c.Keys.Token(t.user, t.cache.Name, t.repo, d.String())
 		if err != nil {
 			s.c.Logger.Error("signing a prefetch token", zap.Error(err))
 			return

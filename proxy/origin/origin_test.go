@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,13 +54,17 @@ type topology struct {
 	// received.
 	uploadQueries chan string
 
+	// keyLookups counts the caches' key lookups: one per token a cache
+	// verifies.
+	keyLookups atomic.Int64
+
 	// mu guards blobHeads.
 	mu sync.Mutex
 	// blobHeads are the User-Agents of the blob HEADs the backend received.
 	blobHeads []string
 }
 
-func htpasswd(t *testing.T, users ...string) *policy.Users {
+func htpasswd(t testing.TB, users ...string) *policy.Users {
 	t.Helper()
 	var b strings.Builder
 	for _, u := range users {
@@ -76,7 +81,7 @@ func htpasswd(t *testing.T, users ...string) *policy.Users {
 	return us
 }
 
-func newTopology(t *testing.T, opts ...func(*origin.Config)) *topology {
+func newTopology(t testing.TB, opts ...func(*origin.Config)) *topology {
 	t.Helper()
 	ctx := context.Background()
 	log := zaptest.NewLogger(t)
@@ -162,7 +167,7 @@ type cacheNode struct {
 
 // startCache starts a cache named name: redirect mode, the origin
 // upstream with the cache's own account, the origin's keys from its JWKS.
-func (tp *topology) startCache(t *testing.T, name string) cacheNode {
+func (tp *topology) startCache(t testing.TB, name string) cacheNode {
 	t.Helper()
 	log := zaptest.NewLogger(t).Named("cache")
 	st, err := casstore.Open(t.TempDir(), casstore.Options{Logger: log})
@@ -180,7 +185,7 @@ func (tp *topology) startCache(t *testing.T, name string) cacheNode {
 		return io.ReadAll(resp.Body)
 	}}
 	cs := &cache.Server{Redirect: &cache.Redirect{Store: st, Upstream: client, Audiences: []string{name},
-		Verifier: &policy.Verifier{Keys: jwks, Issuer: "origin-test"}}, Prefetch: 2}
+		Verifier: &policy.Verifier{Keys: countingKeys{jwks, &tp.keyLookups}, Issuer: "origin-test"}}, Prefetch: 2}
 	t.Cleanup(cs.Close)
 	count := testenv.NewCounter(serve.Instrument(log, nil, serve.Mux(cs, nil, nil)))
 	srv := httptest.NewServer(count)
@@ -188,7 +193,7 @@ func (tp *topology) startCache(t *testing.T, name string) cacheNode {
 	return cacheNode{srv: srv, count: count, store: st, cs: cs}
 }
 
-func (tp *topology) openDB(t *testing.T) {
+func (tp *topology) openDB(t testing.TB) {
 	t.Helper()
 	db, err := origin.OpenDB(filepath.Join(tp.dataDir, "db"))
 	if err != nil {
@@ -199,7 +204,7 @@ func (tp *topology) openDB(t *testing.T) {
 }
 
 // api calls the JSON API as user.
-func (tp *topology) api(t *testing.T, user, method, path string, body any) (int, []byte) {
+func (tp *topology) api(t testing.TB, user, method, path string, body any) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -221,7 +226,7 @@ func (tp *topology) api(t *testing.T, user, method, path string, body any) (int,
 
 // getManifest GETs an image manifest through the origin as user (which
 // sends the user's cache a prefetch hint).
-func (tp *topology) getManifest(t *testing.T, user, repo, ref string) {
+func (tp *topology) getManifest(t testing.TB, user, repo, ref string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, tp.origin.URL+"/v2/"+repo+"/manifests/"+ref, nil)
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
@@ -236,7 +241,7 @@ func (tp *topology) getManifest(t *testing.T, user, repo, ref string) {
 	}
 }
 
-func (tp *topology) push(t *testing.T, ref string, seed uint64) v1.Image {
+func (tp *topology) push(t testing.TB, ref string, seed uint64) v1.Image {
 	t.Helper()
 	img, err := testenv.GenerateImage(testenv.ImageSpec{Layers: 3, LayerSize: 256 << 10, Seed: seed})
 	if err != nil {

@@ -411,7 +411,7 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, route regapi.R
 		s.c.Metrics.directBlob("cache_unhealthy")
 		return false
 	}
-	tok, _, err := s.c.Keys.Signer().Sign(id.user, c.Name, route.Name, route.Digest.String())
+	tok, err := s.c.Keys.Token(id.user, c.Name, route.Name, route.Digest.String())
 	if err != nil {
 		s.c.Logger.Error("signing a redirect token", zap.Error(err))
 		return false
