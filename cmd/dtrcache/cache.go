@@ -196,12 +196,16 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 	}
 	drain := newDrain()
 	reg.MustRegister(drain.watchesCollector())
+	readiness := make([]*storeReadiness, len(stores))
+	for i, s := range stores {
+		readiness[i] = newStoreReadiness(s)
+	}
 	ready := func(ctx context.Context) error {
 		if err := drain.notReady(); err != nil {
 			return err
 		}
-		for _, s := range stores {
-			if err := storeReady(ctx, s); err != nil {
+		for _, r := range readiness {
+			if err := r.ready(ctx); err != nil {
 				return err
 			}
 		}

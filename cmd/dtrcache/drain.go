@@ -14,24 +14,79 @@ import (
 	"github.com/dtrcache/dtrcache/proxy/upstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 )
 
 // storeHang is how long a store check may run before /readyz says the
 // store hangs: a slow fsync on a busy disk is not yet a dead disk.
 const storeHang = 2 * time.Second
 
-// storeReady checks a store for /readyz: the store's own canary
-// (casstore.Store.Check), answered at once; a check still running is
-// fine until it has run for storeHang.
-func storeReady(ctx context.Context, s *casstore.Store) error {
-	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	defer cancel()
-	err := s.Check(ctx)
-	var hang *casstore.HangError
-	if errors.As(err, &hang) && hang.For < storeHang {
+// storeReuse is how long a store check that passed answers for the
+// store: the origins probe /readyz every second each (more often with a
+// short caches.health_interval), and a canary written and fsynced per
+// probe cost the cache ~5 % of its CPU in a warm pull.
+const storeReuse = time.Second
+
+// storeReadiness checks a store for /readyz (and the heartbeats): the
+// store's own canary (casstore.Store.Check), answered at once; a check
+// still running is fine until it has run for storeHang. A check that
+// passed answers for storeReuse; one that failed answers for nobody, so a
+// disk that fails is reported within storeReuse, and one that recovers at
+// the next probe. Concurrent probes share one check.
+type storeReadiness struct {
+	check func(context.Context) error // the canary (casstore.Store.Check)
+	now   func() time.Time
+	runs  singleflight.Group
+
+	// mu guards passed.
+	mu     sync.Mutex
+	passed time.Time // when the last check that passed started
+}
+
+func newStoreReadiness(s *casstore.Store) *storeReadiness {
+	return &storeReadiness{check: s.Check, now: time.Now}
+}
+
+// fresh reports whether a check that passed started less than storeReuse
+// before now.
+func (r *storeReadiness) fresh(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := now.Sub(r.passed)
+	return !r.passed.IsZero() && d >= 0 && d < storeReuse
+}
+
+// ready says whether the store is ready.
+func (r *storeReadiness) ready(ctx context.Context) error {
+	if r.fresh(r.now()) {
 		return nil
 	}
-	return err
+	v, _, _ := r.runs.Do("check", func() (any, error) {
+		now := r.now()
+		if r.fresh(now) { // a check that passed ended since the look above
+			return nil, nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		err := r.check(ctx)
+		if err == nil {
+			r.mu.Lock()
+			if now.After(r.passed) {
+				r.passed = now
+			}
+			r.mu.Unlock()
+			return nil, nil
+		}
+		var hang *casstore.HangError
+		if errors.As(err, &hang) && hang.For < storeHang {
+			return nil, nil // not yet a hang, and no pass either
+		}
+		return err, nil
+	})
+	if err, ok := v.(error); ok {
+		return err
+	}
+	return nil
 }
 
 // drainLinger is how long a draining cache still waits once an origin
