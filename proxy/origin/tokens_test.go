@@ -168,9 +168,6 @@ func TestTokensAreBounded(t *testing.T) {
 	}
 }
 
-// noRedirect answers redirects instead of following them.
-var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-
 // blobLocation GETs a blob from h as user and returns the status and the
 // redirect's Location.
 func blobLocation(t *testing.T, h http.Handler, user, pass, repo, d string) (int, string) {
