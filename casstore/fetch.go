@@ -16,15 +16,31 @@ import (
 // one ahead of time, see lookahead), copy it to the file, and resume a
 // broken stream where it stopped, with bounded retries.
 
-// readBufSize is the buffer each worker copies a stream through.
+// readBufSize is the buffer each worker copies a stream through. The
+// buffers are pooled on the Store (Store.bufs): a fill of a small blob
+// would otherwise allocate (and zero) one for a few reads.
 const readBufSize = 256 << 10
+
+// getBuf takes a worker's buffer from the store's pool; putBuf returns it
+// once nothing (no gather, no timer) refers to it any more.
+func (s *Store) getBuf() *[]byte {
+	if bp, ok := s.bufs.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, readBufSize)
+	return &b
+}
+
+func (s *Store) putBuf(bp *[]byte) { s.bufs.Put(bp) }
 
 // worker fetches chunk c (starting with the already-open stream st, if
 // any), then takes further chunks until none are left. Near the end of
 // each chunk it opens the next one ahead (see lookahead), so a worker's
 // link never idles for the round trip between two range requests.
 func (f *fill) worker(ctx context.Context, st *Stream, c int) error {
-	buf := make([]byte, readBufSize)
+	bp := f.s.getBuf()
+	defer f.s.putBuf(bp) // every gather of this worker has finished by then
+	buf := *bp
 	var ahead *preopen
 	defer func() { ahead.discard() }()
 	next := func() {

@@ -245,6 +245,8 @@ type Store struct {
 	countMu sync.Mutex
 
 	check checker // the running Check, if any
+
+	bufs sync.Pool // *[]byte of readBufSize: the workers' buffers (fetch.go)
 }
 
 const cleanMarker = "clean-shutdown"
