@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -23,15 +24,8 @@ func (f *fill) commit() error {
 		return fmt.Errorf("%w: sync: %w", ErrWrite, err)
 	}
 	final := f.s.blobPath(f.d)
-	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
-		return fmt.Errorf("%w: %w", ErrWrite, err)
-	}
-	if err := os.Rename(file.Name(), final); err != nil {
-		return fmt.Errorf("%w: publish: %w", ErrWrite, err)
-	}
-	if err := syncDir(filepath.Dir(final)); err != nil {
-		os.Remove(final)
-		return fmt.Errorf("%w: %w", ErrWrite, err)
+	if err := f.s.publish(file.Name(), final); err != nil {
+		return err
 	}
 	now := f.s.opt.Now()
 	var existed bool
@@ -59,6 +53,49 @@ func (f *fill) commit() error {
 	f.finish(false)
 	f.s.signalEvict()
 	return nil
+}
+
+// publish renames the verified, synced temp file to final and makes the
+// rename durable (final's directory is synced). The fan-out directory
+// usually exists, so the rename is tried first; only when it fails because
+// the directory is missing is it created (with the missing directories
+// above it), each new directory synced in its parent before the rename,
+// so a blob's whole path survives a crash once it is visible.
+func (s *Store) publish(tmp, final string) error {
+	dir := filepath.Dir(final)
+	err := os.Rename(tmp, final)
+	if errors.Is(err, fs.ErrNotExist) {
+		if merr := s.makeDir(dir); merr != nil {
+			return fmt.Errorf("%w: %w", ErrWrite, merr)
+		}
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: publish: %w", ErrWrite, err)
+	}
+	if err := syncDir(dir); err != nil {
+		os.Remove(final)
+		return fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	return nil
+}
+
+// makeDir creates dir under blobs/, and the missing directories between
+// them, each synced in its parent. A directory another fill created
+// meanwhile is synced in its parent too: that fill may not have done it
+// yet.
+func (s *Store) makeDir(dir string) error {
+	parent := filepath.Dir(dir)
+	err := os.Mkdir(dir, 0o750)
+	if errors.Is(err, fs.ErrNotExist) && parent+string(filepath.Separator) != s.blobsPrefix {
+		if err = s.makeDir(parent); err == nil {
+			err = os.Mkdir(dir, 0o750)
+		}
+	}
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	return syncDir(parent)
 }
 
 // end moves a fill that has not committed to the end phase ph with err,
