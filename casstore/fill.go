@@ -200,7 +200,6 @@ func (f *fill) run() {
 	ctx, cancel := context.WithTimeout(f.s.ctx, f.s.opt.FillTimeout)
 	f.cancel = cancel
 	defer cancel()
-	log := f.s.log.With(zap.String("digest", f.d.String()))
 	start := time.Now()
 
 	firstLen := int64(-1)
@@ -298,10 +297,12 @@ func (f *fill) run() {
 		f.writeFailed(err)
 		return
 	}
-	f.mu.Lock()
-	size := f.m.size
-	f.mu.Unlock()
-	log.Debug("fill committed", zap.Int64("bytes", size), zap.Int("streams", workers), zap.Duration("took", time.Since(start)))
+	// The fields are built only when the line is logged: a fill of a small
+	// blob is short enough for them to show.
+	if ce := f.s.log.Check(zap.DebugLevel, "fill committed"); ce != nil {
+		ce.Write(zap.String("digest", f.d.String()), zap.Int64("bytes", f.size()),
+			zap.Int("streams", workers), zap.Duration("took", time.Since(start)))
+	}
 }
 
 // setup creates the temp file for a fill whose first stream is open and
