@@ -355,22 +355,17 @@ func (b *Blob) Wait(ctx context.Context) error {
 		return nil
 	}
 	f := b.f
-	for {
-		f.mu.Lock()
-		ph, verified, err, ch := f.phase, f.verified, f.err, f.changed
-		f.mu.Unlock()
-		switch {
-		case verified || ph == phaseCommitted:
-			return nil
-		case ph == phaseFailed || ph == phaseWriteFailed:
-			return err
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	select {
+	case <-f.settled: // once, not on every write
+	case <-ctx.Done():
+		return ctx.Err()
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.verified || f.phase == phaseCommitted {
+		return nil
+	}
+	return f.err
 }
 
 // Progress returns how many of the blob's bytes have landed on disk and

@@ -49,6 +49,7 @@ func (f *fill) commit() error {
 	f.mu.Lock()
 	f.phase = phaseCommitted
 	f.notifyLocked()
+	f.settleLocked()
 	f.mu.Unlock()
 	f.finish(false)
 	f.s.signalEvict()
@@ -109,6 +110,7 @@ func (f *fill) end(ph phase, err error) bool {
 	}
 	f.phase, f.err = ph, err
 	f.notifyLocked()
+	f.settleLocked()
 	return true
 }
 

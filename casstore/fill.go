@@ -92,6 +92,7 @@ type fill struct {
 	reserved int64         // bytes counted in Store.reserved until the fill ends
 	verified bool          // every byte is on disk and matched the digest
 	changed  chan struct{} // closed and replaced on every change
+	settled  chan struct{} // closed once verified or ended (Blob.Wait)
 	openLat  time.Duration // how long the latest source open took
 	since    time.Time     // when the layout was known and bytes began to land
 	streams  int           // workers fetching chunks
@@ -179,6 +180,7 @@ func (s *Store) startFillLocked(d Digest, src Source, fo FillOptions) *fill {
 		m:       chunkMap{size: -1},
 		refs:    1,
 		changed: make(chan struct{}),
+		settled: make(chan struct{}),
 	}
 	s.fills[d] = f
 	s.inflight.Add(1)
@@ -191,6 +193,16 @@ func (s *Store) startFillLocked(d Digest, src Source, fo FillOptions) *fill {
 func (f *fill) notifyLocked() {
 	close(f.changed)
 	f.changed = make(chan struct{})
+}
+
+// settleLocked closes settled the first time the fill is verified or ends:
+// what Blob.Wait waits for, without waking on every write.
+func (f *fill) settleLocked() {
+	select {
+	case <-f.settled:
+	default:
+		close(f.settled)
+	}
 }
 
 func (f *fill) markReady() { f.once.Do(func() { close(f.ready) }) }
@@ -292,6 +304,7 @@ func (f *fill) run() {
 	f.mu.Lock()
 	f.verified = true
 	f.notifyLocked()
+	f.settleLocked()
 	f.mu.Unlock()
 	if err := f.commit(); err != nil {
 		f.writeFailed(err)
