@@ -335,6 +335,36 @@ func (s *section) readDirect(p []byte) (int, error) {
 	}
 }
 
+// WriteTo writes the rest of the section to w, as it lands, through a
+// buffer of readBufSize from the store's pool: io.Copy's 32 KiB buffer
+// would cost several reads and writes for each piece a fill writes.
+func (s *section) WriteTo(w io.Writer) (int64, error) {
+	st := s.b.f.s
+	bp := st.getBuf()
+	defer st.putBuf(bp)
+	buf := *bp
+	var written int64
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			nw, werr := w.Write(buf[:n])
+			written += int64(nw)
+			if werr != nil {
+				return written, werr
+			}
+			if nw != n {
+				return written, io.ErrShortWrite
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return written, nil
+		}
+		if err != nil {
+			return written, err
+		}
+	}
+}
+
 // Close releases the section's source stream, if any.
 func (s *section) Close() error {
 	if s.direct != nil {

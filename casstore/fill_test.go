@@ -1,6 +1,7 @@
 package casstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -558,5 +559,60 @@ func TestProgress(t *testing.T) {
 	defer hit.Close()
 	if landed, size := hit.Progress(); landed != size || size != int64(len(data)) {
 		t.Fatalf("complete: Progress = %d, %d; want %d twice", landed, size, len(data))
+	}
+}
+
+// TestSectionWriteTo: io.Copy of a section of a running fill (its
+// WriteTo, through the store's pooled buffer) delivers exactly the
+// section's bytes, and a corrupt blob's copy fails instead of ending.
+func TestSectionWriteTo(t *testing.T) {
+	s := newTestStore(t, Options{})
+	data, d := randomBlob(t, 3<<20+17)
+	src := newTestSource(data)
+	src.gate, src.gateAt = make(chan struct{}), 1<<20 // the copies start mid-fill
+	b, _, err := s.Fill(context.Background(), d, src, FillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	spans := []struct{ off, n int64 }{{0, -1}, {0, int64(len(data))}, {5, 1 << 20}, {1<<20 - 3, 2 << 20}, {int64(len(data)) - 1, 1}}
+	got := make([]bytes.Buffer, len(spans))
+	errs := make([]error, len(spans))
+	var wg sync.WaitGroup
+	for i, sp := range spans {
+		sec := b.Section(sp.off, sp.n)
+		if _, ok := sec.(io.WriterTo); !ok {
+			t.Fatalf("section of a running fill is a %T, not an io.WriterTo", sec)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer sec.Close()
+			_, errs[i] = io.Copy(&got[i], sec)
+		}()
+	}
+	close(src.gate)
+	wg.Wait()
+	for i, sp := range spans {
+		end := int64(len(data))
+		if sp.n >= 0 {
+			end = sp.off + sp.n
+		}
+		if errs[i] != nil || !bytes.Equal(got[i].Bytes(), data[sp.off:end]) {
+			t.Errorf("section %+v: %d bytes, %v; want bytes [%d, %d)", sp, got[i].Len(), errs[i], sp.off, end)
+		}
+	}
+
+	bad := newTestSource(data)
+	bad.corruptAt = 2 << 20
+	b2, _, err := s.Fill(context.Background(), FromBytes(append([]byte("x"), data...)), bad, FillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	sec := b2.Section(0, -1)
+	defer sec.Close()
+	if _, err := io.Copy(io.Discard, sec); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("copy of a corrupt blob = %v, want ErrDigestMismatch", err)
 	}
 }

@@ -126,9 +126,18 @@ func ServeBlob(w http.ResponseWriter, r *http.Request, digest string, c Content,
 	}
 	var written int64
 	var err error
-	if n >= 0 {
+	switch wt, ok := body.(io.WriterTo); {
+	case streamed && ok:
+		// The section ends at n bytes itself, and its WriteTo copies in
+		// pieces as large as the fill writes (io.CopyN's buffer is 32
+		// KiB).
+		written, err = wt.WriteTo(w)
+		if err == nil && n >= 0 && written != n {
+			err = io.ErrUnexpectedEOF
+		}
+	case n >= 0:
 		written, err = io.CopyN(w, body, n)
-	} else {
+	default:
 		written, err = io.Copy(w, body)
 	}
 	if err != nil {

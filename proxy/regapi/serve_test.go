@@ -129,6 +129,26 @@ func TestServeBlobAbortsAfterHeaders(t *testing.T) {
 	}
 }
 
+// shortContent's sections end early without an error, and copy
+// themselves (bytes.Reader is an io.WriterTo).
+type shortContent struct{ memContent }
+
+func (c shortContent) Section(off, n int64) io.ReadCloser {
+	return io.NopCloser(bytes.NewReader(c.data[:5]))
+}
+
+// TestServeBlobAbortsAShortSection: a streamed section that copies itself
+// (io.WriterTo, as a fill's does) and ends before the Content-Length is a
+// cut response, not a clean one.
+func TestServeBlobAbortsAShortSection(t *testing.T) {
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/v2/a/blobs/x", nil)
+	n, err := ServeBlob(w, r, "sha256:x", shortContent{memContent{data: []byte("0123456789")}}, "")
+	if !errors.Is(err, ErrAborted) || n != 5 {
+		t.Fatalf("ServeBlob = %d, %v; want 5 bytes and ErrAborted", n, err)
+	}
+}
+
 // TestStreamedBlobHeadersReachTheClientBeforeAFailure: a blob served while
 // it is still arriving (a fill) sends its status and headers at once, so a
 // client whose download then fails (the fill's digest did not match) sees a
