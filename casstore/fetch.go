@@ -321,12 +321,22 @@ func (f *fill) write(c int, p []byte, off int64) error {
 	if _, err := f.file.WriteAt(p, off); err != nil {
 		return fmt.Errorf("%w: %w", ErrWrite, err)
 	}
-	f.hashWritten(p, off)
+	inline := f.hashWritten(p, off)
 	f.s.c.bytesFilled.Add(int64(len(p)))
 	f.mu.Lock()
+	before := f.m.contig
 	f.m.add(c, int64(len(p)))
+	// The hasher has nothing to do after a write that did not extend the
+	// contiguous prefix, or extended it by bytes hashed as they were
+	// written, unless that completed the blob or writeback is due.
+	after := f.m.contig
+	quiet := (after == before || inline && after == off+int64(len(p))) &&
+		after != f.m.size && after/writebackKick == before/writebackKick
 	f.notifyLocked()
 	f.mu.Unlock()
+	if !quiet {
+		f.kickHasher()
+	}
 	return nil
 }
 
@@ -336,4 +346,5 @@ func (f *fill) setEOF(size int64) {
 	f.m.setEOF(size)
 	f.notifyLocked()
 	f.mu.Unlock()
+	f.kickHasher()
 }

@@ -93,6 +93,7 @@ type fill struct {
 	verified bool          // every byte is on disk and matched the digest
 	changed  chan struct{} // closed and replaced on every change
 	settled  chan struct{} // closed once verified or ended (Blob.Wait)
+	hashKick chan struct{} // buffered (1): wakes the hasher (kickHasher)
 	openLat  time.Duration // how long the latest source open took
 	since    time.Time     // when the layout was known and bytes began to land
 	streams  int           // workers fetching chunks
@@ -176,11 +177,12 @@ func (s *Store) startFillLocked(d Digest, src Source, fo FillOptions) *fill {
 	}
 	f := &fill{
 		s: s, d: d, src: src, opt: fo,
-		ready:   make(chan struct{}),
-		m:       chunkMap{size: -1},
-		refs:    1,
-		changed: make(chan struct{}),
-		settled: make(chan struct{}),
+		ready:    make(chan struct{}),
+		m:        chunkMap{size: -1},
+		refs:     1,
+		changed:  make(chan struct{}),
+		settled:  make(chan struct{}),
+		hashKick: make(chan struct{}, 1),
 	}
 	s.fills[d] = f
 	s.inflight.Add(1)

@@ -14,17 +14,31 @@ import (
 // contiguous prefix) or while it held the digest itself.
 
 // hashWritten feeds p, just written at off, to the digest if the digest
-// ends at off. It never waits: when the hasher holds the digest, the
-// hasher reads these bytes back from the file instead.
-func (f *fill) hashWritten(p []byte, off int64) {
+// ends at off, and reports whether it did. It never waits: when the hasher
+// holds the digest, the hasher reads these bytes back from the file
+// instead.
+func (f *fill) hashWritten(p []byte, off int64) bool {
 	if !f.hmu.TryLock() {
-		return
+		return false
 	}
+	defer f.hmu.Unlock()
 	if f.h != nil && f.hashed == off {
 		f.h.Write(p)
 		f.hashed += int64(len(p))
+		return true
 	}
-	f.hmu.Unlock()
+	return false
+}
+
+// kickHasher wakes the hasher. Writes call it unless they leave the
+// hasher nothing to do (fill.write), so the hasher of a fill whose bytes
+// arrive in order sleeps until writeback is due or the last byte lands,
+// instead of waking on every write.
+func (f *fill) kickHasher() {
+	select {
+	case f.hashKick <- struct{}{}:
+	default: // a kick is pending already
+	}
 }
 
 // hash follows the contiguous prefix and returns the digest of the whole
@@ -37,7 +51,7 @@ func (f *fill) hash(ctx context.Context) ([]byte, error) {
 	osf, _ := f.file.(*os.File)
 	for {
 		f.mu.Lock()
-		contig, size, ch := f.m.contig, f.m.size, f.changed
+		contig, size := f.m.contig, f.m.size
 		f.mu.Unlock()
 		f.hmu.Lock()
 		if f.hashed < contig {
@@ -63,7 +77,7 @@ func (f *fill) hash(ctx context.Context) ([]byte, error) {
 			return f.h.Sum(nil), nil
 		}
 		select {
-		case <-ch:
+		case <-f.hashKick: // sent after every change it must see
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -71,8 +85,13 @@ func (f *fill) hash(ctx context.Context) ([]byte, error) {
 }
 
 // writebackStep is how many hashed bytes the hasher lets pile up before it
-// starts their writeback.
-const writebackStep = 8 << 20
+// starts their writeback. In-order writes wake the hasher each time they
+// cross a multiple of writebackKick, so writeback starts at most
+// writebackStep + writebackKick behind.
+const (
+	writebackStep = 8 << 20
+	writebackKick = writebackStep / 4
+)
 
 // hashWindow is the most the hasher maps or reads at once.
 const hashWindow = 8 << 20
