@@ -517,11 +517,15 @@ func TestBlobWait(t *testing.T) {
 	}
 	bad := newTestSource(data)
 	bad.corruptAt = 5
+	// Held until the reader has joined: a fill from memory can otherwise
+	// fail its verification before Fill returns, and Fill returns the error.
+	bad.gate, bad.gateAt = make(chan struct{}), 1000
 	b2, _, err := s.Fill(context.Background(), FromBytes(append([]byte("x"), data...)), bad, FillOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b2.Close()
+	close(bad.gate)
 	if err := b2.Wait(context.Background()); !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("Wait on a corrupt fill = %v", err)
 	}
@@ -605,6 +609,7 @@ func TestSectionWriteTo(t *testing.T) {
 
 	bad := newTestSource(data)
 	bad.corruptAt = 2 << 20
+	bad.gate, bad.gateAt = make(chan struct{}), 1<<20 // the fill fails only after the copy started
 	b2, _, err := s.Fill(context.Background(), FromBytes(append([]byte("x"), data...)), bad, FillOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -612,6 +617,7 @@ func TestSectionWriteTo(t *testing.T) {
 	defer b2.Close()
 	sec := b2.Section(0, -1)
 	defer sec.Close()
+	close(bad.gate)
 	if _, err := io.Copy(io.Discard, sec); !errors.Is(err, ErrDigestMismatch) {
 		t.Fatalf("copy of a corrupt blob = %v, want ErrDigestMismatch", err)
 	}
