@@ -27,9 +27,11 @@ const (
 
 // presence asks every cache which of digests (blobs of repo) its store
 // holds: a HEAD of each blob with "Cache-Control: only-if-cached", which a
-// cache answers from its store alone (200 held, 504 not), with a token
-// the origin signs for that cache, user, repository and digest, as for a
-// redirect. The look-ups are bounded in number, concurrency and time.
+// cache answers from its store alone (200 held, 504 not), with the token
+// a redirect for that cache, user, repository and digest carries (the key
+// ring reuses one while half its lifetime remains, so the cache verifies it
+// once for the page and the pulls alike). The look-ups are bounded in
+// number, concurrency and time.
 func (con *Console) presence(ctx context.Context, user, repo string, digests []string, caches []origin.Cache) map[string]map[string]presence {
 	out := make(map[string]map[string]presence, len(caches))
 	var mu sync.Mutex
@@ -37,7 +39,6 @@ func (con *Console) presence(ctx context.Context, user, repo string, digests []s
 	defer cancel()
 	sem := make(chan struct{}, presenceAtOnce)
 	var wg sync.WaitGroup
-	signer := con.c.Keys.Signer()
 	for _, c := range caches {
 		out[c.Name] = make(map[string]presence, len(digests))
 		base := c.Host
@@ -51,7 +52,7 @@ func (con *Console) presence(ctx context.Context, user, repo string, digests []s
 				defer wg.Done()
 				defer func() { <-sem }()
 				p := presence{State: "unknown"}
-				if tok, _, err := signer.Sign(user, c.Name, repo, d); err != nil {
+				if tok, err := con.c.Keys.Token(user, c.Name, repo, d); err != nil {
 					p.Err = "signing a token: " + err.Error()
 				} else {
 					p = con.headAt(ctx, base+"/v2/"+repo+"/blobs/"+d+"?token="+url.QueryEscape(tok))
