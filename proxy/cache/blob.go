@@ -27,13 +27,17 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 	// A mirror upstream with CheckRepository confirms the repository of
 	// content the store holds or is filling (links.go); a cold blob is
 	// confirmed by the upstream request that fetches it.
+	// (The store is asked only when there is something to confirm: a stat
+	// per blob GET otherwise, for nothing.)
 	check := a.up != nil && !s.Mirror.linked(a.up, route.Name, d)
-	if _, err := a.store.Stat(d); check && (err == nil || a.store.Filling(d)) {
-		if err := s.confirm(r.Context(), a.up, route.Name, "blobs", d); err != nil {
-			s.Metrics.blob(a.mode, "denied")
-			return err
+	if check {
+		if _, err := a.store.Stat(d); err == nil || a.store.Filling(d) {
+			if err := s.confirm(r.Context(), a.up, route.Name, "blobs", d); err != nil {
+				s.Metrics.blob(a.mode, "denied")
+				return err
+			}
+			check = false
 		}
-		check = false
 	}
 	if regapi.NotModified(r, d.String()) {
 		f.Result = "not_modified"
