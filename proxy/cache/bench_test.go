@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/proxy/cache"
 	"github.com/dtrcache/dtrcache/proxy/serve"
 	"github.com/dtrcache/dtrcache/testenv"
 	"go.uber.org/zap"
@@ -134,6 +136,44 @@ func BenchmarkColdBlobHTTP(b *testing.B) {
 		}
 		for e.mirror.Stats().FillsInFlight > 0 {
 			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// BenchmarkWarmManifestGET measures a warm pull's manifest GET (by
+// digest) of an image of 50 small layers the store holds, with
+// prefetching on as the dtrcache command runs it, until the prefetch
+// work the GET started has ended: ns and allocations per manifest.
+func BenchmarkWarmManifestGET(b *testing.B) {
+	e := newEnvB(b)
+	e.server.Prefetch = cache.DefaultPrefetch
+	img, err := testenv.GenerateImage(testenv.ImageSpec{Layers: 50, LayerSize: 4 << 10, Seed: 98})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := testenv.Push(ctx, e.reg.Host+"/bench/many:1", img, testenv.RemoteOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := testenv.Pull(ctx, e.host+"/bench/many:1", testenv.RemoteOptions{}, nil); err != nil {
+		b.Fatal(err)
+	}
+	idle := func() bool { st := e.server.PrefetchStats(); return st.Running+st.Waiting == 0 }
+	for !idle() {
+		time.Sleep(time.Millisecond) // the cold pull's prefetches end
+	}
+	d, _ := img.Digest()
+	mt, _ := img.MediaType()
+	h := serve.Instrument(zap.NewNop(), serve.NewHTTPMetrics(newRegistry()), serve.Mux(e.server, nil, nil))
+	req := httptest.NewRequest(http.MethodGet, "/v2/bench/many/manifests/"+d.String(), nil)
+	req.Header.Set("Accept", string(mt))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w := &discardWriter{h: http.Header{}}
+		h.ServeHTTP(w, req)
+		for !idle() {
+			runtime.Gosched()
 		}
 	}
 }

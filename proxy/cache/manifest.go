@@ -269,8 +269,8 @@ func (s *Server) readStored(d casstore.Digest) ([]byte, error) {
 	return io.ReadAll(b)
 }
 
-// prefetchManifest starts background fills of a manifest's blobs (GET
-// only: a HEAD does not announce a pull).
+// prefetchManifest starts background fills of a manifest's blobs the
+// store does not hold (GET only: a HEAD does not announce a pull).
 func (s *Server) prefetchManifest(r *http.Request, up *MirrorUpstream, repo string, body []byte) {
 	s.Mirror.markManifest(up, repo, body)
 	if r.Method != http.MethodGet || !s.prefetchEnabled() {
@@ -278,6 +278,12 @@ func (s *Server) prefetchManifest(r *http.Request, up *MirrorUpstream, repo stri
 	}
 	var jobs []prefetchJob
 	for _, d := range regapi.ManifestBlobs(body) {
+		if _, err := s.Mirror.Store.Stat(d); err == nil {
+			// Stored: nothing to fetch. (A warm pull's manifest would
+			// otherwise queue every blob, and a worker open each file
+			// only to find it is a hit.)
+			continue
+		}
 		jobs = append(jobs, prefetchJob{store: s.Mirror.Store, client: up.Client, repo: repo, d: d})
 	}
 	s.enqueue(jobs)

@@ -210,3 +210,24 @@ func TestMirrorPrefetchesOnManifestGET(t *testing.T) {
 		}
 	}
 }
+
+func TestMirrorWarmManifestQueuesNoPrefetch(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.server.Prefetch = 2
+	e.push(t, "pre/warm:1", testenv.ImageSpec{Layers: 4, LayerSize: 64 << 10, Seed: 22})
+	if _, err := testenv.Pull(context.Background(), e.host+"/pre/warm:1", testenv.RemoteOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cold := e.server.PrefetchStats().Queued
+	if cold != 5 {
+		t.Fatalf("the cold pull queued %d prefetches, want 5 (config and 4 layers)", cold)
+	}
+	// Every blob is stored now: the warm pull's manifest queues none.
+	resp, _, _ := e.get(t, "/v2/pre/warm/manifests/1", map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest: %d", resp.StatusCode)
+	}
+	if n := e.server.PrefetchStats().Queued; n != cold {
+		t.Fatalf("the warm manifest GET queued %d prefetches, want 0", n-cold)
+	}
+}
