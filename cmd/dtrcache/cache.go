@@ -133,6 +133,7 @@ func serveCache(ctx context.Context, cfg *cacheSetup, log *zap.Logger, ls *cache
 		Fill:                 cfg.fill,
 		Prefetch:             cfg.prefetch,
 		PrefetchWhileAwaited: cfg.prefetchWhileAwaited,
+		PrefetchHold:         cfg.prefetchHold,
 		Logger:               log,
 		Metrics:              cache.NewMetrics(reg),
 	}

@@ -36,6 +36,8 @@ type cacheSetup struct {
 	prefetch int
 	// prefetchWhileAwaited is cache.Server.PrefetchWhileAwaited.
 	prefetchWhileAwaited int
+	// prefetchHold is cache.Server.PrefetchHold.
+	prefetchHold cache.PrefetchHold
 	// rules are the forward proxy's rules; nil without forward_proxy.
 	rules *forward.Rules
 }
@@ -102,6 +104,7 @@ func prepareCache(cfg *config.Cache) (*cacheSetup, error) {
 	}
 	s.fill, s.prefetch = checkFill(&p, cfg.Fill)
 	s.prefetchWhileAwaited = checkPrefetchWhileAwaited(&p, cfg.Fill)
+	s.prefetchHold = checkPrefetchHold(&p, cfg.Fill)
 	if f := cfg.Forward; f != nil {
 		s.rules = checkForward(&p, f)
 	}
@@ -169,6 +172,19 @@ func checkPrefetchWhileAwaited(p *config.Problems, f config.Fill) int {
 		return -1
 	}
 	return n
+}
+
+// checkPrefetchHold checks fill.prefetch_hold and returns it as
+// cache.Server.PrefetchHold takes it.
+func checkPrefetchHold(p *config.Problems, f config.Fill) cache.PrefetchHold {
+	switch f.PrefetchHold {
+	case "", "auto":
+		return cache.PrefetchHoldAuto
+	case "always":
+		return cache.PrefetchHoldAlways
+	}
+	p.Add("fill.prefetch_hold", "must be auto or always, got %q", f.PrefetchHold)
+	return cache.PrefetchHoldAuto
 }
 
 // checkForward checks the forward_proxy section and returns its rules,

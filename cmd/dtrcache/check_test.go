@@ -36,6 +36,7 @@ func TestCacheConfigValuesNameTheKey(t *testing.T) {
 		{"small chunks", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nfill: {chunk_size: 4KiB}\n", "fill.chunk_size: must be at least 64KiB"},
 		{"prefetch", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nfill: {prefetch: 65}\n", "fill.prefetch: must be between 0 (off) and 64"},
 		{"prefetch while awaited", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nfill: {prefetch_while_awaited: -1}\n", "fill.prefetch_while_awaited: must be between 0 and 64"},
+		{"prefetch hold", "storage: {root: /x}\nmirror: {upstreams: [{name: a, url: 'http://a'}]}\nfill: {prefetch_hold: sometimes}\n", "fill.prefetch_hold: must be auto or always"},
 		{"bad mirror name", "storage: {root: /x}\nmirror: {upstreams: [{name: Hub, url: 'http://a'}]}\n", `mirror.upstreams[0].name: invalid or missing name "Hub"`},
 	}
 	for _, tt := range tests {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
@@ -60,10 +61,14 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, route regapi.
 			}
 		}
 	}
+	t0 := time.Now()
 	blob, res, err := a.store.Fill(r.Context(), d, a.client.BlobSource(route.Name, d, a.header), s.Fill)
 	if err != nil {
 		s.Metrics.blob(a.mode, "error")
 		return upstreamError(err, regapi.CodeBlobUnknown)
+	}
+	if res == casstore.Miss {
+		s.judgeLink(a.client, a.store, blob, time.Since(t0))
 	}
 	defer blob.Close()
 	defer s.await(a.store, d, blob)()

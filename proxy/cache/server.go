@@ -36,10 +36,27 @@ const (
 	// the ones clients wait for while one of those is not near done
 	// (Server.PrefetchWhileAwaited): none, so a wanted fill has the link
 	// to itself until it is near done. On a shared link that puts the
-	// first layer within 1.15 × its limit (1.81 × with one other fill);
-	// where each upstream connection is capped well below the link, 1
-	// pulls faster (benchmarks/results/latest/prefetch-order).
+	// first layer within 1.15 × its limit (1.81 × with one other fill).
+	// Where each upstream connection is capped well below the link, 1
+	// pulls faster: PrefetchHoldAuto allows it there
+	// (benchmarks/results/latest/prefetch-order).
 	DefaultPrefetchWhileAwaited = 0
+)
+
+// PrefetchHold says when a wanted fill below 75 % of its bytes holds back
+// prefetch fills (Server.PrefetchHold).
+type PrefetchHold int
+
+const (
+	// PrefetchHoldAuto holds prefetch back unless the cache's own fills
+	// showed that each connection to the upstream is capped below the
+	// link (a fill's fan-out over its range streams raised the total fill
+	// rate by 1.25 × or more); across such an upstream, at least one
+	// prefetch fill runs beside the wanted ones.
+	PrefetchHoldAuto PrefetchHold = iota
+	// PrefetchHoldAlways always holds prefetch back to
+	// Server.PrefetchWhileAwaited other fills.
+	PrefetchHoldAlways
 )
 
 // Server is the cache's registry API. Configure it through its fields;
@@ -68,6 +85,10 @@ type Server struct {
 	// otherwise. 0 means DefaultPrefetchWhileAwaited (none); a negative
 	// value means none.
 	PrefetchWhileAwaited int
+	// PrefetchHold says when a wanted fill holds prefetch back (to
+	// PrefetchWhileAwaited other fills). The zero value is
+	// PrefetchHoldAuto.
+	PrefetchHold PrefetchHold
 
 	prefetch prefetcher
 }

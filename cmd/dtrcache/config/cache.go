@@ -215,6 +215,10 @@ type Fill struct {
 	// filled) while one of those has less than 75 % of its bytes; unset
 	// means cache.DefaultPrefetchWhileAwaited (0), 0 none.
 	PrefetchWhileAwaited *int `yaml:"prefetch_while_awaited"`
+	// PrefetchHold is when that hold applies: "auto" (unset) unless the
+	// cache's fills show each upstream connection is capped below the
+	// link, "always" regardless.
+	PrefetchHold string `yaml:"prefetch_hold"`
 }
 
 // ForwardProxy configures the HTTPS_PROXY face (package forward).

@@ -1,0 +1,83 @@
+package cache_test
+
+import (
+	"bytes"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/dtrcache/dtrcache/casstore"
+	"github.com/dtrcache/dtrcache/proxy/cache"
+	"github.com/dtrcache/dtrcache/testenv"
+	"github.com/dtrcache/dtrcache/testenv/wan"
+)
+
+// TestPrefetchHoldJudgesTheLink: with the hold on auto, the cache tells a
+// per-connection-capped link from a shared one by the first parallel
+// fill's fan-out, across the project's WAN emulator: the total fill rate
+// grows with the extra streams on the capped link (capped: prefetch is
+// then not held back), and stays flat on the shared one (the hold stays).
+// On the capped link a second image's prefetch then runs one fill beside
+// its lead while the lead has almost none of its bytes. The test asserts
+// the verdicts, not timings.
+func TestPrefetchHoldJudgesTheLink(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		link   wan.Config
+		capped bool
+	}{
+		// 40 ms each way: the first range opens in ≈ 80 ms, and the
+		// window before the fan-out holds ≥ 128 KiB on either link.
+		{"per-connection-capped", wan.Config{Latency: 40 * time.Millisecond, PerConnBandwidth: 2 << 20}, true},
+		{"shared", wan.Config{Latency: 40 * time.Millisecond, Bandwidth: 8 << 20}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg, err := testenv.StartRegistry(t.Context(), testenv.RegistryOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reg.Close()
+			link, err := wan.Listen(t.Context(), "127.0.0.1:0", reg.Host, tc.link)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer link.Close()
+			e := newEnv(t, envOptions{noRedirect: true, upstreamURL: "http://" + link.Addr(),
+				fill: casstore.FillOptions{Parallel: 4, ChunkSize: 1 << 20}})
+			e.reg = reg
+			e.server.Prefetch = 4  // PrefetchHold and PrefetchWhileAwaited at their defaults
+			defer e.server.Close() // before the link closes: nothing waits on it then
+			img := e.push(t, "link/first:1", testenv.ImageSpec{Layers: 1, LayerSize: 8 << 20, Seed: 51})
+			d, data := layerBytes(t, img, 0)
+			if s := e.server.PrefetchStats(); s.Judged != 0 || s.Capped != 0 {
+				t.Fatalf("before any fill: %+v, want nothing judged", s)
+			}
+
+			resp, body, err := e.get(t, "/v2/link/first/blobs/"+d.String(), nil)
+			if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+				t.Fatalf("GET: status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+			}
+			waitStats(t, e.server, "the fan-out judged", func(s cache.PrefetchStats) bool { return s.Judged >= 1 })
+			s := e.server.PrefetchStats()
+			if want := map[bool]int{true: 1, false: 0}[tc.capped]; s.Capped != want {
+				t.Fatalf("%d upstreams judged capped, want %d (%+v)", s.Capped, want, s)
+			}
+			if !tc.capped {
+				return // the hold stays: TestPrefetchDefaultLeavesTheLinkToTheLead
+			}
+
+			// The link slows to a crawl: the next image's lead stays far below
+			// 75 % of its bytes, and one prefetch fill runs beside it.
+			e.push(t, "link/second:1", testenv.ImageSpec{Layers: 3, LayerSize: 8 << 20, Seed: 52})
+			slow := tc.link
+			slow.PerConnBandwidth = 16 << 10
+			link.SetConfig(slow)
+			resp, _, err = e.get(t, "/v2/link/second/manifests/1", map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"})
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("manifest: %v %v", resp, err)
+			}
+			// The config done, layer 0 leads and layer 1 runs beside it.
+			waitStats(t, e.server, "2 running, 1 waiting", func(s cache.PrefetchStats) bool { return s.Running == 2 && s.Waiting == 1 })
+		})
+	}
+}
