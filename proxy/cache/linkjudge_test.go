@@ -26,10 +26,12 @@ func TestPrefetchHoldJudgesTheLink(t *testing.T) {
 		link   wan.Config
 		capped bool
 	}{
-		// 40 ms each way: the first range opens in ≈ 80 ms, and the
-		// window before the fan-out holds ≥ 128 KiB on either link.
-		{"per-connection-capped", wan.Config{Latency: 40 * time.Millisecond, PerConnBandwidth: 2 << 20}, true},
-		{"shared", wan.Config{Latency: 40 * time.Millisecond, Bandwidth: 8 << 20}, false},
+		// 60 ms each way: the first range opens in ≈ 120 ms, and the
+		// window before the fan-out holds ≥ 192 KiB on either link. The
+		// rates are low enough for one stream to keep up under the race
+		// detector on a busy machine.
+		{"per-connection-capped", wan.Config{Latency: 60 * time.Millisecond, PerConnBandwidth: 2 << 20}, true},
+		{"shared", wan.Config{Latency: 60 * time.Millisecond, Bandwidth: 4 << 20}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg, err := testenv.StartRegistry(t.Context(), testenv.RegistryOptions{})
