@@ -141,31 +141,57 @@ func (p *prefetcher) record(c *upstream.Client, gain float64, ok bool) (capped, 
 	return capped, capped && !was
 }
 
+// beforeTicks are the parts of the window before the fan-out sampled to
+// tell a stall of the process (the bytes land late, after the window, and
+// look like a gain) from a steady rate: a judgement where one part landed
+// less than a third of the mean, or where the sampler woke more than a
+// part late, gives no verdict.
+const beforeTicks = 4
+
 // measureFanOut samples the store's filled bytes over the two windows of a
 // fan-out at t0 (s0 filled then) and returns the after rate over the
-// before rate; false when ctx ended or too little landed to tell.
+// before rate; false when ctx ended, too little landed to tell, or the
+// process stalled in the window before.
 func measureFanOut(ctx context.Context, store *casstore.Store, t0 time.Time, s0 int64, open time.Duration) (float64, bool) {
+	stalled := false
 	at := func(k float64) (time.Time, int64, bool) {
-		t := time.NewTimer(time.Until(t0.Add(time.Duration(k * float64(open)))))
+		due := t0.Add(time.Duration(k * float64(open)))
+		t := time.NewTimer(time.Until(due))
 		defer t.Stop()
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			return time.Time{}, 0, false
 		}
-		return time.Now(), store.Stats().BytesFilled, true
+		now := time.Now()
+		if now.Sub(due) > time.Duration(beforeEnd/beforeTicks*float64(open)) {
+			stalled = true
+		}
+		return now, store.Stats().BytesFilled, true
 	}
-	t1, s1, ok := at(beforeEnd)
-	if !ok {
-		return 0, false
+	var parts [beforeTicks]int64
+	t1, s1 := t0, s0
+	for i := range parts {
+		t, n, ok := at(beforeEnd * float64(i+1) / beforeTicks)
+		if !ok {
+			return 0, false
+		}
+		parts[i] = n - s1
+		t1, s1 = t, n
 	}
+	beforeStalled := stalled
 	t2, s2, ok := at(afterStart)
 	if !ok {
 		return 0, false
 	}
 	t3, s3, ok := at(afterEnd)
-	if !ok || s1-s0 < minJudgeBytes {
+	if !ok || s1-s0 < minJudgeBytes || beforeStalled {
 		return 0, false
+	}
+	for _, n := range parts {
+		if 3*beforeTicks*n < s1-s0 {
+			return 0, false
+		}
 	}
 	before := float64(s1-s0) / t1.Sub(t0).Seconds()
 	after := float64(s3-s2) / t3.Sub(t2).Seconds()
