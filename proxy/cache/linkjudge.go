@@ -22,6 +22,9 @@ import (
 // A flat rate means the connections share the link, or that the link is
 // full; so a flat rate never overrides a gain measured in the last
 // cappedFor, and an upstream counts as shared until a gain is measured.
+// A stall of the process in the window before the fan-out lands its bytes
+// late, in the windows after, which looks like a gain: such a judgement
+// gives no verdict (beforeTicks).
 
 // cappedGain is the gain in total fill rate from a fan-out that shows each
 // upstream connection is capped (measured 4.3–4.7 × on such a link with 4
