@@ -146,9 +146,10 @@ func (p *prefetcher) record(c *upstream.Client, gain float64, ok bool) (capped, 
 
 // beforeTicks are the parts of the window before the fan-out sampled to
 // tell a stall of the process (the bytes land late, after the window, and
-// look like a gain) from a steady rate: a judgement where one part landed
-// less than a third of the mean, or where the sampler woke more than a
-// part late, gives no verdict.
+// look like a gain) from a steady or rising rate (other fills starting): a
+// judgement where one part landed next to nothing (less than an eighth of
+// the mean), or where the sampler woke more than a part late, gives no
+// verdict.
 const beforeTicks = 4
 
 // measureFanOut samples the store's filled bytes over the two windows of a
@@ -192,7 +193,7 @@ func measureFanOut(ctx context.Context, store *casstore.Store, t0 time.Time, s0 
 		return 0, false
 	}
 	for _, n := range parts {
-		if 3*beforeTicks*n < s1-s0 {
+		if 8*beforeTicks*n < s1-s0 {
 			return 0, false
 		}
 	}
