@@ -2,8 +2,10 @@
 //
 // # Layout
 //
-// A complete blob lives at <root>/blobs/<alg>/<first two hex>/<hex>. Fills
-// in progress are temp files under <root>/tmp. The index is a Badger
+// A complete blob lives at <root>/blobs/<alg>/<first two hex>/<hex> (a new
+// store creates the 256 sha256 directories at Open; any other is created by
+// the first commit that needs it). Fills in progress are temp files under
+// <root>/tmp. The index is a Badger
 // database under <root>/index holding one record per blob (size, created,
 // last access) and an LRU key per blob ("a:" + access time + digest, whose
 // ascending order is least-recently-used order).

@@ -622,3 +622,28 @@ func TestSectionWriteTo(t *testing.T) {
 		t.Fatalf("copy of a corrupt blob = %v, want ErrDigestMismatch", err)
 	}
 }
+
+// TestFanOutDirectories: a new store has its 256 sha256 fan-out
+// directories, and a commit whose directory is missing (removed by hand)
+// creates it again.
+func TestFanOutDirectories(t *testing.T) {
+	s := newTestStore(t, Options{})
+	entries, err := os.ReadDir(filepath.Join(s.Root(), "blobs", "sha256"))
+	if err != nil || len(entries) != 256 || entries[0].Name() != "00" || entries[255].Name() != "ff" {
+		t.Fatalf("fan-out of a new store: %d entries, %v", len(entries), err)
+	}
+	data, d := randomBlob(t, 64<<10)
+	if err := os.Remove(filepath.Join(s.Root(), "blobs", "sha256", d.Hex()[:2])); err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := s.Fill(context.Background(), d, BytesSource(data), FillOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	waitFor(t, func() bool { return s.Stats().Blobs == 1 })
+	got, err := os.ReadFile(filepath.Join(s.Root(), "blobs", "sha256", d.Hex()[:2], d.Hex()))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("committed blob: %d bytes, %v", len(got), err)
+	}
+}

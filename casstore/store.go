@@ -264,6 +264,9 @@ func Open(dir string, opt Options) (*Store, error) {
 			return nil, fmt.Errorf("casstore: create %s: %w", d, err)
 		}
 	}
+	if err := prepareFanOut(filepath.Join(dir, "blobs")); err != nil {
+		return nil, err
+	}
 	_, statErr := os.Stat(filepath.Join(dir, "index"))
 	fresh := errors.Is(statErr, fs.ErrNotExist)
 	bopt := badger.DefaultOptions(filepath.Join(dir, "index")).
@@ -385,6 +388,37 @@ func (s *Store) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// prepareFanOut gives a new store its sha256 fan-out directories,
+// blobs/sha256/00 to ff, so that its commits neither create a directory
+// nor sync one in its parent (publish still creates one found missing).
+// They are made aside and renamed into place, so a crash leaves all of
+// them or none; a store that has blobs/sha256 is left as it is.
+func prepareFanOut(blobs string) error {
+	alg := filepath.Join(blobs, "sha256")
+	if _, err := os.Stat(alg); !errors.Is(err, fs.ErrNotExist) {
+		return nil // present, or unreadable: Open and the commits report that
+	}
+	aside := alg + ".new"
+	if err := os.RemoveAll(aside); err != nil {
+		return fmt.Errorf("casstore: remove %s: %w", aside, err)
+	}
+	if err := os.Mkdir(aside, 0o750); err != nil {
+		return fmt.Errorf("casstore: create %s: %w", aside, err)
+	}
+	for i := 0; i < 256; i++ {
+		if err := os.Mkdir(filepath.Join(aside, fmt.Sprintf("%02x", i)), 0o750); err != nil {
+			return fmt.Errorf("casstore: create fan-out directory: %w", err)
+		}
+	}
+	if err := syncDir(aside); err != nil {
+		return err
+	}
+	if err := os.Rename(aside, alg); err != nil {
+		return fmt.Errorf("casstore: create %s: %w", alg, err)
+	}
+	return syncDir(blobs)
 }
 
 func writeMarker(path string) error {
