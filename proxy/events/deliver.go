@@ -40,6 +40,9 @@ type deliverer struct {
 	// at written.
 	unwritten int
 	written   time.Time
+	// committed says whether the last write stored the state (false: it
+	// met a conflict and read the state again instead).
+	committed bool
 }
 
 // deliverTo runs the deliverer of w until ctx ends, w goes inactive, or
@@ -108,6 +111,19 @@ func (dl *deliverer) load(ctx context.Context) bool {
 	kv, err := dl.d.store.Get(ctx, hookPrefix+dl.w.ID)
 	if err != nil {
 		return false // deleted, or the store is unwell: the next scan tries again
+	}
+	// The store, not this replica's view of it, says whether the webhook
+	// is inactive: the view learns of a mark a moment after it is written
+	// (by the deliverer that gave up, an admin, another replica), and a
+	// scan in that moment starts a deliverer.
+	switch _, err := dl.d.store.Get(ctx, inactivePrefix+dl.w.ID); {
+	case err == nil:
+		return false
+	case !errors.Is(err, state.ErrNotFound):
+		if ctx.Err() == nil {
+			dl.log.Warn("events: reading a webhook's inactive mark", zap.Error(err))
+		}
+		return false
 	}
 	if !found {
 		st = deliveryState{Cursor: pos{Rev: kv.Rev}}
@@ -191,6 +207,11 @@ func (dl *deliverer) attempt(ctx context.Context, e *entry) bool {
 		return false
 	}
 	if giveUp {
+		if !dl.committed {
+			return true // the state changed under it (re-enabled, say): go on from what was read
+		}
+		// The scan that follows must see the mark, not wait for the view's watch.
+		dl.d.subs.inactive.Observe(extra[0].Key, extra[0].Value, dl.rev)
 		dl.log.Warn("events: webhook marked inactive after failed deliveries; re-enable it with PATCH /api/v0/webhooks/{id} {\"inactive\":false}",
 			zap.String("event", e.ID), zap.Int("attempts", n), zap.String("lastError", res.text()))
 		cfg.Metrics.inactivatedOne()
@@ -210,8 +231,12 @@ func (dl *deliverer) write(ctx context.Context, extra []state.Op) bool {
 	}
 	// The webhook record never changes: its revision proves it still
 	// exists, so a deleted webhook's deliverer cannot leave state behind.
-	conds := []state.Cond{{Key: op.Key, Rev: dl.rev}, {Key: hookPrefix + dl.w.ID, Rev: dl.hookRev}}
+	// Nor can one made inactive meanwhile: the write conflicts, and load
+	// finds the mark.
+	conds := []state.Cond{{Key: op.Key, Rev: dl.rev}, {Key: hookPrefix + dl.w.ID, Rev: dl.hookRev},
+		{Key: inactivePrefix + dl.w.ID, Rev: 0}}
 	rev, err := dl.d.store.Txn(ctx, conds, append([]state.Op{op}, extra...)...)
+	dl.committed = err == nil
 	switch {
 	case err == nil:
 		dl.rev, dl.dirty, dl.unwritten, dl.written = rev, false, 0, time.Now()

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -427,5 +428,58 @@ func TestCleanup(t *testing.T) {
 	s.Dispatcher.cleanup(ctxT(t))
 	if _, err := store.Get(ctxT(t), entryPrefix+blocked[0].ID); err != nil {
 		t.Fatalf("an undelivered entry was cleaned up: %v", err)
+	}
+}
+
+// TestNoDeliveryToAnInactiveWebhook: a deliverer started while the
+// replica's view of the inactive marks lags the store (the mark written by
+// a deliverer that just gave up, or by another replica) must not send: it
+// reads the mark from the store. Before, such a deliverer made one more
+// attempt (CI saw 7 attempts in the history of a webhook inactive after 6).
+func TestNoDeliveryToAnInactiveWebhook(t *testing.T) {
+	store := newStore(t)
+	s := startService(t, store, Config{})
+	rc := newReceiver(t)
+	w := subscribe(t, s, TagPush, "team/app", rc.url())
+	if err := s.Subscriptions.SetInactive(ctxT(t), w.ID, true, "admin", "paused"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Outbox.Emit(ctxT(t), tagPush(t, "team/app", "a")); err != nil {
+		t.Fatal(err)
+	}
+	// A second dispatcher's deliverer, started as a scan with a stale view
+	// would start it.
+	d2, err := NewDispatcher(store, s.Subscriptions, fastDelivery(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctxT(t), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d2.feed.run(ctx)
+	}()
+	defer wg.Wait()
+	defer cancel()
+	rc.mu.Lock()
+	sent := rc.changed // closed at the endpoint's first request
+	rc.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d2.deliverTo(ctx, w)
+	}()
+	select {
+	case <-done:
+	case <-sent:
+		t.Fatal("a deliverer sent an event to an inactive webhook")
+	}
+	if n := len(rc.all()); n != 0 {
+		t.Fatalf("the inactive webhook's endpoint got %d requests, want 0", n)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the deliverer of an inactive webhook ran until its context ended")
 	}
 }
