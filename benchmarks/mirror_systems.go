@@ -134,11 +134,7 @@ func (s *dtrcachePush) name() string { return "dtrcache-push" }
 
 // cpu is the origin's CPU time so far.
 func (s *dtrcachePush) cpu() float64 {
-	var t float64
-	for _, pid := range s.p.pids() {
-		t += procCPU(pid)
-	}
-	return t
+	return cpuSeconds(s.p.pids())
 }
 func (s *dtrcachePush) peer() bool { return false }
 func (s *dtrcachePush) stop()      { s.p.stop(); s.p = nil }
@@ -361,25 +357,4 @@ func (s *craneCopy) mirror(ctx context.Context, dst string) error {
 func (s *craneCopy) promote(ctx context.Context, repo string) error {
 	im := s.m.images[0]
 	return s.m.runTool(ctx, s.tool, "copy", "--insecure", s.m.us.Host+"/"+im.repo+":"+im.tag, s.m.us.Host+"/"+repo+":"+im.tag)
-}
-
-// procCPU returns the user and system CPU seconds of a process (0 if it
-// is gone), from /proc/<pid>/stat in clock ticks of 1/100 s.
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	var user, sys float64
-	fmt.Sscan(f[11], &user)
-	fmt.Sscan(f[12], &sys)
-	return (user + sys) / 100
 }
