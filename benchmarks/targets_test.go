@@ -101,15 +101,7 @@ func TestReportCPUTargets(t *testing.T) {
 			if tc.sha > 0 {
 				rep.SHA256Runs = []float64{0.49, 0.5, 0.52}
 			}
-			dir := t.TempDir()
-			if err := rep.write(dir); err != nil {
-				t.Fatal(err)
-			}
-			b, err := os.ReadFile(filepath.Join(dir, "report.md"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			md := string(b)
+			md := renderedReport(t, rep)
 			hasCold := strings.Contains(md, "cold: CPU per GiB")
 			if tc.wantCold == "" && hasCold {
 				t.Errorf("a cold CPU target without a sha256 figure:\n%s", md)
@@ -171,15 +163,7 @@ func TestRedirectWarmTargets(t *testing.T) {
 			res("nginx", 0.50, map[string]float64{"cpu_s_per_gib": 0.6}),
 		},
 	}
-	dir := t.TempDir()
-	if err := rep.write(dir); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "report.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := string(b)
+	md := renderedReport(t, rep)
 	// ceil(201/3) = 67 round trips of 60 ms + 0.40 s = 4.42 s.
 	for _, want := range []string{
 		"| warm pull ≤ 1.1 × ceil(blobs/3) × RTT + local transfer (dtrcache-redirect, 200x1MiB, shared) | 4.50 s vs 4.42 s = 1.02× | yes |\n",
@@ -202,4 +186,19 @@ func TestRedirectWarmTargets(t *testing.T) {
 			t.Errorf("target %+v: info = %v", tg, tg.Info)
 		}
 	}
+}
+
+// renderedReport writes rep into a temporary directory and returns its
+// report.md.
+func renderedReport(t *testing.T, rep *report) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := rep.write(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
