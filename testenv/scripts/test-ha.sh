@@ -195,11 +195,15 @@ if [ "$code" = 200 ]; then
 	WEBHOOKS=1
 	HOOK=127.0.0.1:$(free_port)
 	bg receiver python3 -u -c '
-import http.server, sys
+import http.server, sys, threading
+out = threading.Lock()  # one whole line per delivery: print writes its parts apart, and handlers run at once
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        print(self.headers.get("X-Dtrcache-Webhook-Id", ""), self.headers.get("X-Dtrcache-Event-Id", ""), self.headers.get("X-Dtrcache-Event-Type", ""), flush=True)
+        line = " ".join(self.headers.get(h, "") for h in ("X-Dtrcache-Webhook-Id", "X-Dtrcache-Event-Id", "X-Dtrcache-Event-Type")) + "\n"
+        with out:
+            sys.stdout.write(line)
+            sys.stdout.flush()
         self.send_response(200); self.end_headers()
     def do_GET(self):
         self.send_response(200); self.end_headers()
