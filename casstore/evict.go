@@ -12,8 +12,20 @@ import (
 	"go.uber.org/zap"
 )
 
-// maxPending bounds the access times kept in memory before an early flush.
-const maxPending = 100_000
+// maxPending is how many recorded reads start an early flush of the
+// access times; maxPendingHard bounds them in memory: a read beyond it is
+// not recorded until the flush has taken the batch (the blob's next read
+// is), so a stalled index costs LRU precision, never memory.
+const (
+	maxPending     = 100_000
+	maxPendingHard = 2 * maxPending
+)
+
+// access is one read of a blob, waiting for the next flush.
+type access struct {
+	d  Digest
+	at time.Time
+}
 
 // maintain runs the batched access-time flush, the TTL sweep and eviction,
 // one at a time, until the store closes.
@@ -58,11 +70,18 @@ func (s *Store) signalEvict() {
 }
 
 // touch records a read of d; it reaches the index with the next flush.
+// It appends to a list rather than updating a map keyed by digest: the hit
+// path pays an append under a mutex (no hashing, no random access into a
+// large table, no growth once the buffers are warm), and the flush keeps
+// each blob's latest read.
 func (s *Store) touch(d Digest) {
 	now := s.opt.Now()
 	s.accessMu.Lock()
-	s.pending[d] = now
 	n := len(s.pending)
+	if n < maxPendingHard {
+		s.pending = append(s.pending, access{d: d, at: now})
+		n++
+	}
 	s.accessMu.Unlock()
 	if n >= maxPending {
 		select {
@@ -73,13 +92,32 @@ func (s *Store) touch(d Digest) {
 }
 
 // flushAccess writes the batched access times, moving each blob's LRU key.
+// It swaps the spare buffer in for the list and keeps the list it took as
+// the next spare, so steady reads allocate nothing.
 func (s *Store) flushAccess() error {
 	s.accessMu.Lock()
-	batch := s.pending
-	s.pending = make(map[Digest]time.Time, len(batch))
+	reads := s.pending
+	s.pending, s.spare = s.spare[:0], nil
 	s.accessMu.Unlock()
-	if len(batch) == 0 {
+	defer func() {
+		if cap(reads) > maxPending {
+			return // a burst's big buffer is let go
+		}
+		clear(reads) // drop the digests' strings while the buffer waits
+		s.accessMu.Lock()
+		if s.spare == nil {
+			s.spare = reads[:0]
+		}
+		s.accessMu.Unlock()
+	}()
+	if len(reads) == 0 {
 		return nil
+	}
+	batch := make(map[Digest]time.Time, len(reads))
+	for _, a := range reads {
+		if t, ok := batch[a.d]; !ok || a.at.After(t) {
+			batch[a.d] = a.at
+		}
 	}
 	ds := make([]Digest, 0, len(batch))
 	for d := range batch {

@@ -187,6 +187,47 @@ func TestAccessTimesAreBatched(t *testing.T) {
 	}
 }
 
+// TestPendingReadsAreBounded: reads wait for the flush in a list with a
+// hard bound, so a flood of hits while the flush is slow costs no more
+// memory than maxPendingHard records, and the flush still records the
+// blob's latest read.
+func TestPendingReadsAreBounded(t *testing.T) {
+	clock := newFakeClock()
+	s := newTestStore(t, Options{Now: clock.Now, AccessFlushInterval: time.Hour})
+	data, _ := randomBlob(t, 1000)
+	d := put(t, s, data)
+	// The early flush these reads ask for runs beside them; the bound
+	// holds either way.
+	for i := 0; i < 2*maxPendingHard; i++ {
+		s.touch(d)
+	}
+	s.accessMu.Lock()
+	n := len(s.pending)
+	s.accessMu.Unlock()
+	if n > maxPendingHard {
+		t.Fatalf("%d reads wait for the flush, want at most %d", n, maxPendingHard)
+	}
+	waitFor(t, func() bool { // the early flush takes the full list
+		s.accessMu.Lock()
+		defer s.accessMu.Unlock()
+		return len(s.pending) < maxPending
+	})
+	clock.Advance(time.Minute)
+	s.touch(d)
+	if err := s.flushAccess(); err != nil {
+		t.Fatal(err)
+	}
+	var rec record
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		rec, err = getRecord(txn, d)
+		return err
+	})
+	if err != nil || !rec.Access.Equal(clock.Now()) {
+		t.Fatalf("indexed access time = %v, want the latest read %v (%v)", rec.Access, clock.Now(), err)
+	}
+}
+
 func TestTTLSweep(t *testing.T) {
 	clock := newFakeClock()
 	s := newTestStore(t, Options{Now: clock.Now, TTL: time.Hour, SweepInterval: time.Hour})

@@ -224,9 +224,12 @@ type Store struct {
 	mu    sync.Mutex
 	fills map[Digest]*fill
 
-	// accessMu guards pending: access times not yet written to the index.
+	// accessMu guards pending, the reads whose access times are not yet
+	// written to the index, and spare, the buffer a flush swaps in for
+	// pending (flushAccess).
 	accessMu sync.Mutex
-	pending  map[Digest]time.Time
+	pending  []access
+	spare    []access
 
 	blobs, bytes, reserved, inflight atomic.Int64
 	c                                counters
@@ -294,7 +297,8 @@ func Open(dir string, opt Options) (*Store, error) {
 		ctx:         ctx,
 		cancel:      cancel,
 		fills:       make(map[Digest]*fill),
-		pending:     make(map[Digest]time.Time),
+		pending:     make([]access, 0, 1024),
+		spare:       make([]access, 0, 1024),
 		evictCh:     make(chan struct{}, 1),
 		flushCh:     make(chan struct{}, 1),
 		recovered:   make(chan struct{}),
