@@ -179,7 +179,7 @@ func (s *Server) serveRangeDirect(w http.ResponseWriter, r *http.Request, route 
 	if a.up != nil {
 		s.Mirror.markLinked(a.up, route.Name, d)
 	}
-	s.fillInBackground(prefetchJob{store: a.store, client: a.client, repo: route.Name, d: d, header: a.header})
+	s.fillInBackground(prefetchJob{store: a.store, client: a.client, repo: route.Name, d: d, header: a.header, size: -1})
 	n := st.Len
 	if length >= 0 && (n < 0 || n > length) {
 		n = length

@@ -24,7 +24,11 @@ import (
 // cappedFor, and an upstream counts as shared until a gain is measured.
 // A stall of the process in the window before the fan-out lands its bytes
 // late, in the windows after, which looks like a gain: such a judgement
-// gives no verdict (beforeTicks).
+// gives no verdict (beforeTicks). So does a busy process, which reads
+// late all along and catches up unevenly (gains of 1.3–3.7 × on a shared
+// link with 8 and 16 clients reading the fills): it answers late too, so
+// a fill whose first range took more than lateOpen × the upstream's usual
+// open time (≈ its round trip) is not judged.
 
 // cappedGain is the gain in total fill rate from a fan-out that shows each
 // upstream connection is capped (measured 4.3–4.7 × on such a link with 4
@@ -53,9 +57,43 @@ const (
 	afterEnd   = 2.5
 )
 
+// lateOpen is how much longer than the upstream's usual open time a
+// first range may take to answer for its fill's fan-out to be judged
+// (the judged ones took 1.00–1.10 × on a per-connection-capped link, the
+// false gains on a busy cache 1.21–2.2 ×).
+const lateOpen = 1.15
+
 // linkVerdict is what the fills across one upstream showed.
 type linkVerdict struct {
-	cappedUntil time.Time // a gain was measured; zero: never
+	cappedUntil time.Time     // a gain was measured; zero: never
+	usualOpen   time.Duration // the shortest first-range open time, drifting up (see opened)
+}
+
+// opened records that a fill's first range across the upstream took open
+// to answer and reports whether that was late (lateOpen): the usual open
+// time is the shortest seen, raised by a sixteenth of the difference by
+// each longer one, so that it follows a round trip that grows for good.
+func (v *linkVerdict) opened(open time.Duration) (late bool) {
+	if v.usualOpen == 0 || open <= v.usualOpen {
+		v.usualOpen = open
+		return false
+	}
+	late = float64(open) > lateOpen*float64(v.usualOpen)
+	v.usualOpen += (open - v.usualOpen) / 16
+	return late
+}
+
+// verdictLocked returns c's verdict, made on first use.
+func (p *prefetcher) verdictLocked(c *upstream.Client) *linkVerdict {
+	if p.links == nil {
+		p.links = make(map[*upstream.Client]*linkVerdict)
+	}
+	v := p.links[c]
+	if v == nil {
+		v = &linkVerdict{}
+		p.links[c] = v
+	}
+	return v
 }
 
 // cappedLocked reports whether prefetch across c is not held back: the
@@ -82,18 +120,23 @@ func (s *Server) fansOut(b *casstore.Blob) bool {
 
 // judgeLink measures the fan-out of a fill this server just started (b,
 // across c, into store; its first range took open to answer) and records
-// the verdict for c. It returns at once; one judgement runs at a time.
+// the verdict for c; a fill that does not fan out only teaches c's usual
+// open time. It returns at once; one judgement runs at a time (several at
+// once gave false gains on a shared link: the later ones' windows see the
+// earlier fan-outs' streams start unevenly).
 func (s *Server) judgeLink(c *upstream.Client, store *casstore.Store, b *casstore.Blob, open time.Duration) {
-	if !s.prefetchEnabled() || !s.holdAuto() || c == nil || open < minJudgeOpen || !s.fansOut(b) {
+	if !s.prefetchEnabled() || !s.holdAuto() || c == nil {
 		return
 	}
 	p := &s.prefetch
 	p.mu.Lock()
-	if p.closed || p.judging {
+	late := p.verdictLocked(c).opened(open)
+	if p.closed || late || p.judging > 0 || open < minJudgeOpen || !s.fansOut(b) {
 		p.mu.Unlock()
 		return
 	}
-	p.judging = true
+	p.judging++
+	p.judgements++
 	p.mu.Unlock()
 	t0, s0 := time.Now(), store.Stats().BytesFilled
 	started := p.bg.Go(func(ctx context.Context) {
@@ -111,7 +154,8 @@ func (s *Server) judgeLink(c *upstream.Client, store *casstore.Store, b *casstor
 	})
 	if !started {
 		p.mu.Lock()
-		p.judging = false
+		p.judging--
+		p.judgements--
 		p.mu.Unlock()
 	}
 }
@@ -122,25 +166,18 @@ func (s *Server) judgeLink(c *upstream.Client, store *casstore.Store, b *casstor
 func (p *prefetcher) record(c *upstream.Client, gain float64, ok bool) (capped, changed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.judging = false
+	p.judging--
+	p.notifyLocked()
 	if !ok {
 		return false, false
 	}
 	p.judged.Add(1)
-	if p.links == nil {
-		p.links = make(map[*upstream.Client]*linkVerdict)
-	}
-	v := p.links[c]
-	if v == nil {
-		v = &linkVerdict{}
-		p.links[c] = v
-	}
+	v := p.verdictLocked(c)
 	now := time.Now()
 	was := now.Before(v.cappedUntil)
 	if capped = gain >= cappedGain; capped {
 		v.cappedUntil = now.Add(cappedFor)
 	}
-	p.notifyLocked()
 	return capped, capped && !was
 }
 

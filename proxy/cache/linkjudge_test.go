@@ -90,3 +90,58 @@ func TestPrefetchHoldJudgesTheLink(t *testing.T) {
 		})
 	}
 }
+
+// TestPrefetchHoldSkipsALateFill: a fill whose first range answers much
+// later than the upstream's usual open time (a busy cache answers late,
+// and reads late: its catch-up looks like a gain) is not judged, across
+// the WAN emulator: the config's GET teaches the round trip, then a layer
+// is fetched with the round trip as it was, or doubled.
+func TestPrefetchHoldSkipsALateFill(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		latency    time.Duration // each way, for the layer's GET
+		judgements int64
+	}{
+		{"on time", 100 * time.Millisecond, 1},
+		{"late", 200 * time.Millisecond, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg, err := testenv.StartRegistry(t.Context(), testenv.RegistryOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reg.Close()
+			cfg := wan.Config{Latency: 100 * time.Millisecond, PerConnBandwidth: 1 << 20}
+			link, err := wan.Listen(t.Context(), "127.0.0.1:0", reg.Host, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer link.Close()
+			e := newEnv(t, envOptions{noRedirect: true, upstreamURL: "http://" + link.Addr(),
+				fill: casstore.FillOptions{Parallel: 4, ChunkSize: 1 << 20}})
+			e.reg = reg
+			e.server.Prefetch = 4
+			defer e.server.Close()
+			img := e.push(t, "link/late:1", testenv.ImageSpec{Layers: 1, LayerSize: 4 << 20, Seed: 54})
+			info, err := testenv.Describe(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The config is small: no fan-out, no judgement, one open time.
+			if resp, _, err := e.get(t, "/v2/link/late/blobs/"+info.Config.String(), nil); err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET config: %v %v", resp, err)
+			}
+			cfg.Latency = tc.latency
+			link.SetConfig(cfg)
+			d, data := layerBytes(t, img, 0)
+			resp, body, err := e.get(t, "/v2/link/late/blobs/"+d.String(), nil)
+			if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+				t.Fatalf("GET layer: status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+			}
+			// A judgement starts before the blob is served.
+			if s := e.server.PrefetchStats(); s.Judgements != tc.judgements {
+				t.Fatalf("%d judgements, want %d (%+v)", s.Judgements, tc.judgements, s)
+			}
+		})
+	}
+}

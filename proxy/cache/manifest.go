@@ -277,14 +277,15 @@ func (s *Server) prefetchManifest(r *http.Request, up *MirrorUpstream, repo stri
 		return
 	}
 	var jobs []prefetchJob
-	for _, d := range regapi.ManifestBlobs(body) {
+	for _, b := range regapi.ManifestBlobSizes(body) {
+		d := b.Digest
 		if _, err := s.Mirror.Store.Stat(d); err == nil {
 			// Stored: nothing to fetch. (A warm pull's manifest would
 			// otherwise queue every blob, and a worker open each file
 			// only to find it is a hit.)
 			continue
 		}
-		jobs = append(jobs, prefetchJob{store: s.Mirror.Store, client: up.Client, repo: repo, d: d})
+		jobs = append(jobs, prefetchJob{store: s.Mirror.Store, client: up.Client, repo: repo, d: d, size: b.Size})
 	}
 	s.enqueue(jobs)
 }

@@ -28,7 +28,9 @@ import (
 // and give the link to the blobs someone waits for. A fill is wanted when
 // a client reads it (it joined or started it) or when it is the lead of
 // its manifest: the earliest of its blobs not yet filled, which the
-// client asks for next. While a wanted fill is below awaitedNearDone of
+// client asks for next. A blob of at most holdMinSize (by its manifest's
+// descriptor: an image's config) holds nothing back, so layer 0 starts
+// beside the config. While a wanted fill is below awaitedNearDone of
 // its bytes, at most Server.PrefetchWhileAwaited other prefetch fills run
 // (at least one across an upstream judged per-connection capped, see Link
 // kinds in linkjudge.go); otherwise up to Server.Prefetch. Fills already
@@ -41,6 +43,7 @@ type prefetchJob struct {
 	repo   string
 	d      casstore.Digest
 	header http.Header
+	size   int64 // from the manifest's descriptor; -1 when unknown
 
 	batch *prefetchBatch // the manifest (or single blob) it came from
 	idx   int            // its position in batch
@@ -95,8 +98,9 @@ type prefetcher struct {
 
 	bg serve.Background
 
-	links   map[*upstream.Client]*linkVerdict // what fan-outs across each upstream showed (linkjudge.go)
-	judging bool                              // a fan-out is being measured
+	links      map[*upstream.Client]*linkVerdict // what fan-outs across each upstream showed (linkjudge.go)
+	judging    int                               // fan-outs being measured
+	judgements int64                             // fan-outs whose measuring started
 
 	queued  atomic.Int64 // jobs accepted into the queue
 	judged  atomic.Int64 // fan-outs measured
@@ -116,11 +120,15 @@ type PrefetchStats struct {
 	// Running are prefetch fills running now, Waiting the queued ones not
 	// started yet, Awaited the fills clients are reading now.
 	Running, Waiting, Awaited int
-	// Judged are fill fan-outs whose gain in rate was measured (with
-	// PrefetchHoldAuto); Capped the upstreams judged per-connection capped
-	// now, across which prefetch is not held back.
-	Judged int64
-	Capped int
+	// Judgements are fill fan-outs whose measuring started (with
+	// PrefetchHoldAuto), Judging those being measured now, Judged those
+	// that gave a verdict (a gain in rate, or none); Capped the upstreams
+	// judged per-connection capped now, across which prefetch is not held
+	// back.
+	Judgements int64
+	Judging    int
+	Judged     int64
+	Capped     int
 }
 
 // PrefetchStats returns the prefetch counters.
@@ -128,6 +136,7 @@ func (s *Server) PrefetchStats() PrefetchStats {
 	p := &s.prefetch
 	p.mu.Lock()
 	running, waiting, awaited := len(p.active), len(p.queue), len(p.awaited)
+	judgements, judging := p.judgements, p.judging
 	capped := 0
 	now := time.Now()
 	for c := range p.links {
@@ -137,7 +146,8 @@ func (s *Server) PrefetchStats() PrefetchStats {
 	}
 	p.mu.Unlock()
 	return PrefetchStats{Queued: p.queued.Load(), Started: p.filled.Load(), Dropped: p.dropped.Load(),
-		Running: running, Waiting: waiting, Awaited: awaited, Judged: p.judged.Load(), Capped: capped}
+		Running: running, Waiting: waiting, Awaited: awaited,
+		Judgements: judgements, Judging: judging, Judged: p.judged.Load(), Capped: capped}
 }
 
 // prefetchTimeout bounds how long a background fill is waited for.
@@ -257,21 +267,36 @@ func (p *prefetcher) leadLocked(b *prefetchBatch) int {
 		if b.done[i] {
 			continue
 		}
-		if blob, running := p.active[b.jobs[i]]; !running || !nearDone(blob) {
+		j := b.jobs[i]
+		if blob, running := p.active[j]; !running || !(j.small() || nearDone(blob)) {
 			break
 		}
 	}
 	return i
 }
 
-// nearDone reports whether b (nil: not answered yet) has most of its bytes.
+// nearDone reports whether b (nil: not answered yet) has most of its
+// bytes, or is small enough not to hold the link (holdMinSize).
 func nearDone(b *casstore.Blob) bool {
 	if b == nil {
 		return false
 	}
 	landed, size := b.Progress()
-	return size >= 0 && float64(landed) >= awaitedNearDone*float64(size)
+	return size >= 0 && (size <= holdMinSize || float64(landed) >= awaitedNearDone*float64(size))
 }
+
+// holdMinSize is the largest blob that never holds back prefetch fills:
+// its bytes come with its first round trip on any link worth a cache
+// (256 KiB take 10 ms at 25 MB/s), so holding the link for it gains
+// nothing and costs the next blob a round trip. An image's config is such
+// a blob: it used to hold layer 0 back until it was done (cold 8 × 64 MiB
+// on a per-connection-capped link, 90 ms each way: layer 0 started 183 ms
+// after the config).
+const holdMinSize = 256 << 10
+
+// small reports whether j's blob, by its manifest's descriptor, never
+// holds back prefetch fills (holdMinSize).
+func (j *prefetchJob) small() bool { return j.size >= 0 && j.size <= holdMinSize }
 
 // limitLocked returns how many prefetch fills that are not wanted may run
 // now, when the queued job next is the one to start, and whether a wanted
@@ -288,7 +313,7 @@ func (s *Server) limitLocked(next *prefetchJob) (int, bool) {
 		}
 	}
 	for j, b := range p.active {
-		if p.wantedLocked(j) && !nearDone(b) {
+		if p.wantedLocked(j) && !j.small() && !nearDone(b) {
 			return held, true
 		}
 	}
@@ -483,7 +508,7 @@ func (s *Server) acceptHint(ctx context.Context, h regapi.PrefetchHint) int {
 		}
 		hdr := http.Header{}
 		hdr.Set(regapi.TokenHeader, b.Token)
-		jobs = append(jobs, prefetchJob{store: s.Redirect.Store, client: s.Redirect.Upstream, repo: h.Repo, d: d, header: hdr})
+		jobs = append(jobs, prefetchJob{store: s.Redirect.Store, client: s.Redirect.Upstream, repo: h.Repo, d: d, header: hdr, size: -1})
 	}
 	s.enqueue(jobs)
 	return len(jobs)

@@ -35,28 +35,48 @@ const MaxManifestSize = 4 << 20
 // (nil for an index or anything else). Foreign layers (with URLs) are not
 // in the registry and are left out.
 func ManifestBlobs(body []byte) []casstore.Digest {
+	var out []casstore.Digest
+	for _, b := range ManifestBlobSizes(body) {
+		out = append(out, b.Digest)
+	}
+	return out
+}
+
+// BlobRef is a blob a manifest lists, with the size its descriptor gives.
+type BlobRef struct {
+	Digest casstore.Digest
+	Size   int64 // the descriptor's size; -1 when it gives none
+}
+
+// ManifestBlobSizes returns what ManifestBlobs does, each with its
+// descriptor's size.
+func ManifestBlobSizes(body []byte) []BlobRef {
+	type desc struct {
+		Digest string   `json:"digest"`
+		Size   *int64   `json:"size"`
+		URLs   []string `json:"urls"`
+	}
 	var m struct {
-		Config *struct {
-			Digest string `json:"digest"`
-		} `json:"config"`
-		Layers []struct {
-			Digest string   `json:"digest"`
-			URLs   []string `json:"urls"`
-		} `json:"layers"`
+		Config *desc  `json:"config"`
+		Layers []desc `json:"layers"`
 	}
 	if json.Unmarshal(body, &m) != nil || m.Config == nil {
 		return nil
 	}
-	var out []casstore.Digest
-	if d, err := casstore.ParseDigest(m.Config.Digest); err == nil {
-		out = append(out, d)
-	}
-	for _, l := range m.Layers {
-		if len(l.URLs) > 0 {
-			continue
-		}
+	var out []BlobRef
+	add := func(l desc) {
 		if d, err := casstore.ParseDigest(l.Digest); err == nil {
-			out = append(out, d)
+			size := int64(-1)
+			if l.Size != nil && *l.Size >= 0 {
+				size = *l.Size
+			}
+			out = append(out, BlobRef{Digest: d, Size: size})
+		}
+	}
+	add(*m.Config)
+	for _, l := range m.Layers {
+		if len(l.URLs) == 0 {
+			add(l)
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 package regapi
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -45,4 +46,37 @@ func FuzzManifestRefs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestManifestBlobSizes: an image manifest's config and layers with their
+// descriptors' sizes (-1 where a descriptor has none), foreign layers left
+// out; nothing for an index or a body that is not a manifest.
+func TestManifestBlobSizes(t *testing.T) {
+	a, b, c := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64), "sha256:"+strings.Repeat("c", 64)
+	for _, tc := range []struct {
+		name string
+		body string
+		want string
+	}{
+		{"image", `{"config":{"digest":"` + a + `","size":1234},"layers":[{"digest":"` + b + `","size":67108864}]}`,
+			a + ":1234 " + b + ":67108864"},
+		{"no size", `{"config":{"digest":"` + a + `"},"layers":[{"digest":"` + b + `","size":0}]}`, a + ":-1 " + b + ":0"},
+		{"foreign layer", `{"config":{"digest":"` + a + `","size":1},"layers":[{"digest":"` + c + `","size":5,"urls":["https://x"]},{"digest":"` + b + `","size":2}]}`,
+			a + ":1 " + b + ":2"},
+		{"index", `{"manifests":[{"digest":"` + a + `","size":10}]}`, ""},
+		{"not json", `nope`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, r := range ManifestBlobSizes([]byte(tc.body)) {
+				got = append(got, fmt.Sprintf("%s:%d", r.Digest, r.Size))
+			}
+			if g := strings.Join(got, " "); g != tc.want {
+				t.Errorf("got %q, want %q", g, tc.want)
+			}
+			if n := len(ManifestBlobs([]byte(tc.body))); n != len(got) {
+				t.Errorf("ManifestBlobs: %d digests, want %d", n, len(got))
+			}
+		})
+	}
 }
