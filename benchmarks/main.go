@@ -37,6 +37,10 @@ type options struct {
 	// fill settings: "label=YAML map;label=YAML map" makes
 	// dtrcache-mirror-<label> (see mirrorVariants).
 	mirrorFills string
+	// baseBin is another dtrcache binary, run as the extra system
+	// dtrcache-base (a mirror with the default fill settings), so a change
+	// is compared with the code before it in one run.
+	baseBin string
 	// orderClients are the client counts of the order scenario.
 	orderClients string
 	keep         bool
@@ -64,6 +68,7 @@ func main() {
 	flag.StringVar(&o.fill, "fill", "", "fill settings of the dtrcache caches as a YAML map, e.g. '{parallel: 1}' (default: the product defaults)")
 	flag.StringVar(&o.mirrorFills, "mirror-fills", "", "extra dtrcache-mirror systems with their own fill settings, 'label=YAML map;…', e.g. 'wa0={prefetch_while_awaited: 0}' runs dtrcache-mirror-wa0 (with --systems, name it there too)")
 	flag.StringVar(&o.orderClients, "order-clients", "1,8,16", "comma-separated client counts of the order scenario")
+	flag.StringVar(&o.baseBin, "base-bin", "", "another dtrcache binary, run as the mirror dtrcache-base (e.g. main's build) for an A/B comparison in one run (with --systems, name it there too)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory")
 	mirrorSet := flag.String("mirror-set", "", "unique blob bytes of the mirroring set, e.g. 256MiB (default: 1GiB, 24MiB with --quick)")
 	flag.StringVar(&o.policies, "policies", "", "extra policies settings of the benchmarked origin as a YAML map, e.g. '{workers: 8}' (default: the product defaults)")
@@ -254,6 +259,15 @@ func runPull(ctx context.Context, o options, e *env, step func(string, ...any), 
 		if err != nil {
 			return err
 		}
+		systems = append(systems, s)
+	}
+	if o.baseBin != "" && want("dtrcache-base") {
+		s, err := newDtrcacheMirror(e, link, "dtrcache-base", e.fill)
+		if err != nil {
+			return err
+		}
+		args := s.args
+		s.args = func() []string { return append([]string{o.baseBin}, args()[1:]...) }
 		systems = append(systems, s)
 	}
 	for _, vouching := range []bool{true, false} {

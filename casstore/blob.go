@@ -223,35 +223,53 @@ func (s *section) Read(p []byte) (int, error) {
 	if s.direct != nil {
 		return s.readDirect(p)
 	}
+	n, direct, err := s.await()
+	switch {
+	case err != nil:
+		return 0, err
+	case direct:
+		return s.startDirect(p)
+	}
+	p = p[:min(int64(len(p)), n)]
+	rn, err := s.b.f.file.ReadAt(p, s.off)
+	s.off += int64(rn)
+	if rn > 0 {
+		return rn, nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	// The disk failed under us: take the rest from the source.
+	s.b.f.s.log.Sugar().Warnf("casstore: read %s at %d failed (%v); switching to the source", s.b.d, s.off, err)
+	return s.startDirect(p)
+}
+
+// await waits until bytes at s.off can be read from the fill's file and
+// returns how many (n > 0, not beyond s.end), or reports that the section
+// must read from its own source stream instead (direct), or returns io.EOF
+// at the verified end, or the fill's error.
+func (s *section) await() (n int64, direct bool, err error) {
 	f := s.b.f
 	for {
 		a := f.avail(s.off, f.s.opt.FarAhead)
 		if a.n > 0 && s.b.held {
-			p = p[:min(int64(len(p)), a.n)]
-			rn, err := f.file.ReadAt(p, s.off)
-			s.off += int64(rn)
-			if rn > 0 {
-				return rn, nil
+			if s.end >= 0 {
+				a.n = min(a.n, s.end-s.off)
 			}
-			if err == nil {
-				err = io.ErrNoProgress
-			}
-			// The disk failed under us: take the rest from the source.
-			f.s.log.Sugar().Warnf("casstore: read %s at %d failed (%v); switching to the source", s.b.d, s.off, err)
-			return s.startDirect(p)
+			return a.n, false, nil
 		}
 		switch {
 		case (a.verified || a.ph == phaseCommitted) && f.sizeKnownAt(s.off):
-			return 0, io.EOF
+			return 0, false, io.EOF
 		case a.ph == phaseFailed:
-			return 0, a.err
+			return 0, false, a.err
 		case a.ph == phaseWriteFailed && !a.verified, a.far, !s.b.held && a.ph != phaseStarting:
-			return s.startDirect(p)
+			return 0, true, nil
 		}
 		select {
 		case <-a.changed:
 		case <-s.b.ctx.Done():
-			return 0, s.b.ctx.Err()
+			return 0, false, s.b.ctx.Err()
 		}
 	}
 }
@@ -335,15 +353,67 @@ func (s *section) readDirect(p []byte) (int, error) {
 	}
 }
 
-// WriteTo writes the rest of the section to w, as it lands, through a
-// buffer of readBufSize from the store's pool: io.Copy's 32 KiB buffer
-// would cost several reads and writes for each piece a fill writes.
+// WriteTo writes the rest of the section to w as it lands. When w can
+// read from a file itself (io.ReaderFrom: a network connection sends a
+// file with sendfile(2)), it is handed the fill's file, through a handle
+// of the section's own, for each run of bytes that has landed: the bytes
+// go from the page cache to the socket without a copy through this
+// process. Otherwise (and for what the section reads from its own source
+// stream) they are copied through a buffer of readBufSize from the
+// store's pool: io.Copy's 32 KiB buffer would cost several reads and
+// writes for each piece a fill writes.
 func (s *section) WriteTo(w io.Writer) (int64, error) {
+	if rf, ok := w.(io.ReaderFrom); ok && s.direct == nil && s.b.held {
+		if ff, ok := s.b.f.file.(fdFile); ok {
+			if fd := reopen(ff); fd != nil {
+				defer fd.Close()
+				return s.sendFile(w, rf, fd)
+			}
+		}
+	}
+	return s.copyTo(w, 0)
+}
+
+// sendFile writes the rest of the section to w: each run of landed bytes
+// by rf from fd (the fill's file, opened again), what the section reads
+// from the source (after a switch) through copyTo.
+func (s *section) sendFile(w io.Writer, rf io.ReaderFrom, fd *os.File) (int64, error) {
+	var written int64
+	for s.end < 0 || s.off < s.end {
+		n, direct, err := s.await()
+		switch {
+		case errors.Is(err, io.EOF):
+			return written, nil
+		case err != nil:
+			return written, err
+		case direct:
+			m, err := s.copyTo(w, written)
+			return m, err
+		}
+		if _, err := fd.Seek(s.off, io.SeekStart); err != nil {
+			return written, fmt.Errorf("%w: seek %s: %w", ErrWrite, s.b.d, err)
+		}
+		m, err := rf.ReadFrom(io.LimitReader(fd, n))
+		s.off += m
+		written += m
+		if err != nil {
+			return written, err
+		}
+		if m < n {
+			// The file ended short of what landed: the disk failed under us.
+			return written, fmt.Errorf("%w: read %s at %d: %w", ErrWrite, s.b.d, s.off, io.ErrUnexpectedEOF)
+		}
+	}
+	return written, nil
+}
+
+// copyTo writes the rest of the section to w through a pooled buffer and
+// returns the bytes written, counting from written.
+func (s *section) copyTo(w io.Writer, written int64) (int64, error) {
 	st := s.b.f.s
 	bp := st.getBuf()
 	defer st.putBuf(bp)
 	buf := *bp
-	var written int64
 	for {
 		n, err := s.Read(buf)
 		if n > 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -41,6 +42,17 @@ func hashMapped(h io.Writer, f *os.File, from, to int64) (n int64, ok bool) {
 	h.Write(m[from-start:])
 	syscall.Munmap(m)
 	return to - from, true
+}
+
+// reopen opens the file f again, read-only, with a position of its own
+// (through /proc/self/fd, so it is the same file whatever its name is
+// now: a fill's temp file is renamed at commit), or returns nil.
+func reopen(f fdFile) *os.File {
+	r, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		return nil
+	}
+	return r
 }
 
 // startWriteback asks the kernel to begin writing [off, off+n) of f to disk

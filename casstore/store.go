@@ -82,6 +82,10 @@ type fillFile interface {
 	Name() string
 }
 
+// fdFile is a fill's file with a descriptor (*os.File), which a reader
+// of the running fill may open again (reopen).
+type fdFile interface{ Fd() uintptr }
+
 // Validate reports every option the store cannot work with, each as an
 // *OptionError (joined with errors.Join): a watermark outside (0, 1], a
 // LowWatermark at or above the HighWatermark, a negative byte count or
