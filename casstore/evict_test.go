@@ -7,8 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // fakeClock is a settable clock for access times and TTLs.
@@ -176,12 +174,7 @@ func TestAccessTimesAreBatched(t *testing.T) {
 	if after := s.db.MaxVersion(); after != before+1 {
 		t.Fatalf("the flush wrote %d index transactions, want 1", after-before)
 	}
-	var rec record
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		rec, err = getRecord(txn, d)
-		return err
-	})
+	rec, err := indexedRecord(s, d)
 	if err != nil || !rec.Access.Equal(clock.Now()) {
 		t.Fatalf("indexed access time = %v, want %v (%v)", rec.Access, clock.Now(), err)
 	}
@@ -217,12 +210,7 @@ func TestPendingReadsAreBounded(t *testing.T) {
 	if err := s.flushAccess(); err != nil {
 		t.Fatal(err)
 	}
-	var rec record
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		rec, err = getRecord(txn, d)
-		return err
-	})
+	rec, err := indexedRecord(s, d)
 	if err != nil || !rec.Access.Equal(clock.Now()) {
 		t.Fatalf("indexed access time = %v, want the latest read %v (%v)", rec.Access, clock.Now(), err)
 	}
