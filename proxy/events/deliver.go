@@ -222,8 +222,14 @@ func (dl *deliverer) attempt(ctx context.Context, e *entry) bool {
 }
 
 // write stores the state (and extra) if nobody else wrote it since it
-// was read; on a conflict (re-enabled, deleted) it reads it again. It
-// returns false when the deliverer must stop.
+// was read; on a conflict (re-enabled, deleted) it reads it again. A
+// write the store fails otherwise (unreachable, electing a leader) is
+// tried again, after the delivery backoff, for as long as the deliverer
+// holds its claim (ctx): stopping would hand the webhook to a deliverer
+// that starts at the last cursor written and sends again what this one
+// already delivered. A failed write that did commit comes back as a
+// conflict, and the state read then has its cursor. It returns false
+// when the deliverer must stop.
 func (dl *deliverer) write(ctx context.Context, extra []state.Op) bool {
 	op, err := state.PutJSON(hookStatePrefix+dl.w.ID, dl.st)
 	if err != nil {
@@ -235,23 +241,40 @@ func (dl *deliverer) write(ctx context.Context, extra []state.Op) bool {
 	// finds the mark.
 	conds := []state.Cond{{Key: op.Key, Rev: dl.rev}, {Key: hookPrefix + dl.w.ID, Rev: dl.hookRev},
 		{Key: inactivePrefix + dl.w.ID, Rev: 0}}
-	rev, err := dl.d.store.Txn(ctx, conds, append([]state.Op{op}, extra...)...)
-	dl.committed = err == nil
-	switch {
-	case err == nil:
-		dl.rev, dl.dirty, dl.unwritten, dl.written = rev, false, 0, time.Now()
-		return true
-	case errors.Is(err, state.ErrConflict):
-		if _, ok := dl.d.subs.Get(dl.w.ID); !ok {
+	ops := append([]state.Op{op}, extra...)
+	for failures := 0; ; failures++ {
+		rev, err := dl.d.store.Txn(ctx, conds, ops...)
+		dl.committed = err == nil
+		switch {
+		case err == nil:
+			if failures > 0 {
+				dl.log.Info("events: webhook state written after failed writes", zap.Int("failedWrites", failures))
+			}
+			dl.rev, dl.dirty, dl.unwritten, dl.written = rev, false, 0, time.Now()
+			return true
+		case errors.Is(err, state.ErrConflict):
+			if _, ok := dl.d.subs.Get(dl.w.ID); !ok {
+				return false
+			}
+			dl.log.Info("events: webhook state changed under its deliverer; reading it again")
+			return dl.load(ctx)
+		case errors.Is(err, state.ErrInvalid) || ctx.Err() != nil:
+			if ctx.Err() == nil {
+				dl.log.Error("events: writing a webhook's state", zap.Error(err))
+			}
 			return false
 		}
-		dl.log.Info("events: webhook state changed under its deliverer; reading it again")
-		return dl.load(ctx)
-	default:
-		if ctx.Err() == nil {
-			dl.log.Warn("events: writing a webhook's state", zap.Error(err))
+		wait := dl.d.backoff(failures + 1)
+		if failures == 0 {
+			dl.log.Warn("events: writing a webhook's state failed; trying again while the claim holds", zap.Error(err), zap.Duration("retryIn", wait))
 		}
-		return false
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
 	}
 }
 

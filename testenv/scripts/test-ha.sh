@@ -18,7 +18,8 @@
 #    backend, whole-blob GETs (200) per digest ≤ 1, or ≤ 2 for the blobs of
 #    the killed node's share (filled again by their new node);
 #  - webhook deliveries (with webhooks wired into the origin) neither lost
-#    nor doubled: every event id once.
+#    nor doubled: every event id once, but for one the killed replica
+#    delivered in the second before the kill (its cursor write batched).
 # Bounded: the whole test runs under `timeout` (TIME_LIMIT, 230 s), which
 # ends every process it started.
 if [ -z "${DTRCACHE_HA_TIMED:-}" ]; then
@@ -195,12 +196,12 @@ if [ "$code" = 200 ]; then
 	WEBHOOKS=1
 	HOOK=127.0.0.1:$(free_port)
 	bg receiver python3 -u -c '
-import http.server, sys, threading
+import http.server, sys, threading, time
 out = threading.Lock()  # one whole line per delivery: print writes its parts apart, and handlers run at once
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        line = " ".join(self.headers.get(h, "") for h in ("X-Dtrcache-Webhook-Id", "X-Dtrcache-Event-Id", "X-Dtrcache-Event-Type")) + "\n"
+        line = " ".join(self.headers.get(h, "") for h in ("X-Dtrcache-Webhook-Id", "X-Dtrcache-Event-Id", "X-Dtrcache-Event-Type")) + " %.3f\n" % time.time()
         with out:
             sys.stdout.write(line)
             sys.stdout.flush()
@@ -285,6 +286,7 @@ survivor=$((3 - victim))
 
 HEALTH=""
 [ -d proxy/health ] && HEALTH=1 # per-node health: the origin redirects only to nodes up
+KILLED_AT=$(date +%s.%N)
 kill -9 "${ORIGINPID[$victim]}" "${ETCDPID[$eleader]}"
 killed="origin replica $victim (running job $job, ${bytes} bytes copied), etcd leader e$eleader"
 deadnode=""
@@ -366,12 +368,21 @@ if [ -n "$WEBHOOKS" ]; then
 		[ "$(awk '$3 == "TAG_PUSH"' "$WORK/receiver.log" | wc -l)" -ge 6 ] && grep -q PUSH_MIRRORING "$WORK/receiver.log" && break
 		sleep 0.1
 	done
-	dups=$(awk '{print $1, $2}' "$WORK/receiver.log" | sort | uniq -d)
-	[ -z "$dups" ] || fail "webhook events delivered twice (webhook, event): $dups"
-	tagpushes=$(awk '$3 == "TAG_PUSH"' "$WORK/receiver.log" | wc -l)
+	# At least once (README, "Delivery"): a deliverer that dies between an
+	# answer and its cursor write, which it batches for up to 1 s, leaves
+	# the next one to send that event again. So a (webhook, event) may
+	# arrive twice only if its first delivery came in the 1 s before the
+	# kill (0.5 s more for the clock readings), and never three times. A
+	# cursor write the store fails (the etcd leader killed) is tried
+	# again by the same deliverer and resends nothing.
+	dups=$(awk -v k="$KILLED_AT" '{n[$1" "$2]++} n[$1" "$2] == 1 {first[$1" "$2] = $4}
+		END {for (e in n) if (n[e] > 2 || (n[e] == 2 && (first[e] < k - 1.5 || first[e] > k))) printf "%s (%d deliveries, the first at kill %+.3f s) ", e, n[e], first[e] - k}' "$WORK/receiver.log")
+	[ -z "$dups" ] || fail "webhook events delivered again where no crash of their deliverer explains it (webhook, event): $dups"
+	resent=$(awk '{print $1, $2}' "$WORK/receiver.log" | sort | uniq -d | wc -l)
+	tagpushes=$(awk '$3 == "TAG_PUSH" {print $2}' "$WORK/receiver.log" | sort -u | wc -l)
 	[ "$tagpushes" -ge 6 ] || fail "$tagpushes TAG_PUSH deliveries for the 6 tags pushed during the kills"
-	mirrors=$(awk '$3 == "PUSH_MIRRORING"' "$WORK/receiver.log" | wc -l)
-	[ "$mirrors" -eq 1 ] || fail "$mirrors PUSH_MIRRORING deliveries for the one job, want 1"
-	pass "webhooks: $(wc -l <"$WORK/receiver.log") deliveries, each (webhook, event id) once: $tagpushes TAG_PUSH for 6 tags pushed during the kills, 1 PUSH_MIRRORING"
+	mirrors=$(awk '$3 == "PUSH_MIRRORING" {print $2}' "$WORK/receiver.log" | sort -u | wc -l)
+	[ "$mirrors" -eq 1 ] || fail "$mirrors PUSH_MIRRORING events for the one job, want 1"
+	pass "webhooks: $(wc -l <"$WORK/receiver.log") deliveries, each (webhook, event id) once but $resent resent for the deliverer killed in the second before its cursor write: $tagpushes TAG_PUSH for 6 tags pushed during the kills, 1 PUSH_MIRRORING"
 fi
 pass "test-ha.sh done in $((SECONDS - START)) s"
