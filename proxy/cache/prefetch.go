@@ -508,7 +508,13 @@ func (s *Server) acceptHint(ctx context.Context, h regapi.PrefetchHint) int {
 		}
 		hdr := http.Header{}
 		hdr.Set(regapi.TokenHeader, b.Token)
-		jobs = append(jobs, prefetchJob{store: s.Redirect.Store, client: s.Redirect.Upstream, repo: h.Repo, d: d, header: hdr, size: -1})
+		// The size orders the prefetches only (prefetchJob.small); the
+		// fill learns the blob's size from the upstream.
+		size := b.Size
+		if size <= 0 {
+			size = -1
+		}
+		jobs = append(jobs, prefetchJob{store: s.Redirect.Store, client: s.Redirect.Upstream, repo: h.Repo, d: d, header: hdr, size: size})
 	}
 	s.enqueue(jobs)
 	return len(jobs)

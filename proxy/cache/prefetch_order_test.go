@@ -1,7 +1,9 @@
 package cache_test
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -15,7 +17,9 @@ import (
 	"time"
 
 	"github.com/dtrcache/dtrcache/proxy/cache"
+	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"github.com/dtrcache/dtrcache/testenv"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.uber.org/goleak"
 )
 
@@ -23,7 +27,9 @@ import (
 // tests cannot produce on loopback, so it is faked. Every blob GET's
 // headers go out at once, its body only as far as the test allows
 // (allow); it records the order of the GETs and how many had sent less
-// than 75 % of their bytes when each arrived.
+// than 75 % of their bytes when each arrived. A blob in holdHeaders sends
+// its headers too only once some of its body is allowed: the round trip
+// of a WAN, which the cache waits for to learn a size it was not told.
 type slowLink struct {
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every change
@@ -33,6 +39,8 @@ type slowLink struct {
 	sent     map[string]int64
 	size     map[string]int64
 	closed   bool
+	// holdHeaders is set before the first GET and only read after.
+	holdHeaders map[string]bool
 }
 
 func newSlowLink() *slowLink {
@@ -114,6 +122,22 @@ type throttled struct {
 }
 
 func (w *throttled) WriteHeader(code int) {
+	if w.l.holdHeaders[w.d] {
+		for {
+			w.l.mu.Lock()
+			ok, ch := w.l.closed || w.l.allowed[w.d] > 0, w.l.changed
+			w.l.mu.Unlock()
+			if ok {
+				break
+			}
+			select {
+			case <-ch:
+				continue
+			case <-w.done:
+			}
+			break
+		}
+	}
 	if n, err := strconv.ParseInt(w.Header().Get("Content-Length"), 10, 64); err == nil {
 		w.l.mu.Lock()
 		w.l.size[w.d] = n
@@ -344,5 +368,75 @@ func waitStats(t *testing.T, s *cache.Server, what string, cond func(cache.Prefe
 			t.Fatalf("timed out waiting for %s: %+v", what, s.PrefetchStats())
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestPrefetchHintSizesLetTheConfigRunBeside: in redirect mode a hint's
+// blobs carry their manifest sizes, so the config (small: it holds nothing
+// back) and layer 0 start together, as in mirror mode; a blob whose size
+// the hint leaves out still holds the link, so layer 0 of such a hint
+// waits for the config.
+func TestPrefetchHintSizesLetTheConfigRunBeside(t *testing.T) {
+	for _, sized := range []bool{true, false} {
+		t.Run("sized="+strconv.FormatBool(sized), func(t *testing.T) {
+			before := goleak.IgnoreCurrent()
+			t.Cleanup(func() { goleak.VerifyNone(t, before, ignoreRegistry) })
+			link := newSlowLink()
+			e := newEnv(t, envOptions{noMirror: true, regOpts: testenv.RegistryOptions{Wrap: link.wrap}})
+			// The config's answer comes only when the test allows it: a
+			// cache told no size learns it a round trip late.
+			t.Cleanup(e.server.Close) // before the registry closes: nothing waits on it then
+			t.Cleanup(link.close)
+			e.server.Prefetch = 4 // PrefetchWhileAwaited left at its default
+			img := e.push(t, "order/hint:1", testenv.ImageSpec{Layers: 3, LayerSize: 1 << 20, Seed: 44})
+			info, _ := testenv.Describe(img)
+			m, err := img.Manifest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := regapi.PrefetchHint{Repo: "order/hint"}
+			add := func(d v1.Hash, size int64) {
+				b := regapi.PrefetchBlob{Digest: d.String(), Token: e.token(t, "order/hint", d)}
+				if sized {
+					b.Size = size
+				}
+				h.Blobs = append(h.Blobs, b)
+			}
+			add(m.Config.Digest, m.Config.Size)
+			for _, l := range m.Layers {
+				add(l.Digest, l.Size)
+			}
+			link.holdHeaders = map[string]bool{m.Config.Digest.String(): true}
+			body, _ := json.Marshal(h)
+			resp, err := http.Post(e.srv.URL+cache.PrefetchPath, "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("hint: %d", resp.StatusCode)
+			}
+			cfg, l0 := info.Config.String(), info.Layers[0].String()
+			seen := func(n int) func() bool { return func() bool { return len(link.order) >= n } }
+			if sized {
+				link.waitFor(t, "the config's and layer 0's GETs", seen(2))
+				waitStats(t, e.server, "2 running, 2 waiting", func(s cache.PrefetchStats) bool { return s.Running == 2 && s.Waiting == 2 })
+			} else {
+				link.waitFor(t, "the config's GET", seen(1))
+				waitStats(t, e.server, "1 running, 3 waiting", func(s cache.PrefetchStats) bool { return s.Running == 1 && s.Waiting == 3 })
+				link.allow(cfg, math.MaxInt64)
+				link.waitFor(t, "layer 0's GET", seen(2))
+			}
+			link.mu.Lock()
+			first := slices.Sorted(slices.Values(link.order[:2]))
+			link.mu.Unlock()
+			if want := slices.Sorted(slices.Values([]string{cfg, l0})); !slices.Equal(first, want) {
+				t.Fatalf("first blob GETs %v, want the config and layer 0", first)
+			}
+			for _, d := range append([]string{cfg}, info.Layers[0].String(), info.Layers[1].String(), info.Layers[2].String()) {
+				link.allow(d, math.MaxInt64)
+			}
+			waitStats(t, e.server, "every prefetch done", func(s cache.PrefetchStats) bool { return s.Running == 0 && s.Waiting == 0 })
+		})
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/dtrcache/dtrcache/casstore"
 	"github.com/dtrcache/dtrcache/proxy/health"
 	"github.com/dtrcache/dtrcache/proxy/regapi"
 	"go.uber.org/zap"
@@ -31,14 +30,17 @@ const hintTimeout = 5 * time.Second
 // fills. The tokens are those the redirects will carry (KeyRing.Token),
 // so the cache verifies each once. A fleet gets one hint per node, each with the blobs the node
 // will be asked for (Cache.NodeFor over the nodes up now), so no blob is
-// filled on a node that will not serve it. Best effort: failures only
+// filled on a node that will not serve it. Each blob carries its
+// manifest size, so the cache orders its fills as a mirror does (a small
+// config holds no layer back). Best effort: failures only
 // cost the head start. It runs on the server's background context
 // (Server.Close ends it).
-func (s *Server) hint(ctx context.Context, t hintTarget, blobs []casstore.Digest) {
+func (s *Server) hint(ctx context.Context, t hintTarget, blobs []regapi.BlobRef) {
 	up := s.nodeUp(t.cache)
 	var order []Node
 	byNode := map[Node]*regapi.PrefetchHint{}
-	for _, d := range blobs {
+	for _, b := range blobs {
+		d := b.Digest
 		n, ok := t.cache.NodeFor(d.String(), up)
 		if !ok {
 			return // no node takes users: they pull from the origin
@@ -54,7 +56,7 @@ func (s *Server) hint(ctx context.Context, t hintTarget, blobs []casstore.Digest
 			byNode[n] = h
 			order = append(order, n)
 		}
-		h.Blobs = append(h.Blobs, regapi.PrefetchBlob{Digest: d.String(), Token: tok})
+		h.Blobs = append(h.Blobs, regapi.PrefetchBlob{Digest: d.String(), Token: tok, Size: max(b.Size, 0)})
 	}
 	for _, n := range order {
 		s.post(ctx, t.cache, n, byNode[n])

@@ -477,7 +477,7 @@ func (s *Server) modifyResponse(resp *http.Response) error {
 			return err
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(body))
-		if blobs := regapi.ManifestBlobs(body); len(blobs) > 0 {
+		if blobs := regapi.ManifestBlobSizes(body); len(blobs) > 0 {
 			s.bg.Go(func(ctx context.Context) { s.hint(ctx, t, blobs) })
 		}
 	}

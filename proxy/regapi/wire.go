@@ -22,10 +22,14 @@ type PrefetchHint struct {
 	Blobs []PrefetchBlob `json:"blobs"`
 }
 
-// PrefetchBlob is one blob of a hint.
+// PrefetchBlob is one blob of a hint. Size is the size the manifest's
+// descriptor gives (0 or absent: unknown). The token does not cover it,
+// so a cache uses it only to order its prefetches, never for a fill,
+// which learns the size from the upstream and verifies the digest.
 type PrefetchBlob struct {
 	Digest string `json:"digest"`
 	Token  string `json:"token"`
+	Size   int64  `json:"size,omitempty"`
 }
 
 // MaxManifestSize bounds manifests read into memory (distribution's limit).
