@@ -142,14 +142,8 @@ func (dl *deliverer) attempt(ctx context.Context, e *entry) bool {
 	n := 1
 	if f := dl.st.Failing; f != nil {
 		n = f.Attempts + 1
-		if wait := time.Until(f.NextAt); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return false
-			case <-t.C:
-			}
+		if wait := time.Until(f.NextAt); wait > 0 && !sleep(ctx, wait) {
+			return false
 		}
 	}
 	res := dl.client.send(ctx, dl.w.Endpoint, deliveryHeaders(dl.w.ID, dl.w.Secret, cfg.UserAgent, e, n), e.body)
@@ -268,13 +262,22 @@ func (dl *deliverer) write(ctx context.Context, extra []state.Op) bool {
 		if failures == 0 {
 			dl.log.Warn("events: writing a webhook's state failed; trying again while the claim holds", zap.Error(err), zap.Duration("retryIn", wait))
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, wait) {
 			return false
-		case <-t.C:
 		}
+	}
+}
+
+// sleep waits d, or less if ctx ends first; it reports whether ctx is
+// still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
